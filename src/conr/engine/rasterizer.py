@@ -1,0 +1,185 @@
+"""A vectorised z-buffer triangle rasteriser in PyTorch (CPU or CUDA).
+
+Every triangle enumerates the pixel centres of its screen bounding box; integer edge functions
+on a fixed-point grid decide coverage exactly (top-left fill rule, so a pixel on a shared edge
+belongs to exactly one triangle); the z-buffer is one `scatter_reduce('amin')` over keys that pack
+quantised depth above the triangle id. Barycentrics are then computed only for the winning pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+SUBPIXEL_BITS = 8  # vertices snap to 1/256 pixel; edge values stay far inside int64
+DEPTH_BITS = 31
+_EMPTY = torch.iinfo(torch.int64).max
+
+
+@dataclass
+class Fragments:
+    """What the rasteriser found at each pixel."""
+
+    face: Tensor  # (H, W) int64 triangle index, -1 where no surface
+    bary: Tensor  # (H, W, 3) float32 perspective-correct barycentrics of faces[face]
+    depth: Tensor  # (H, W) float32 screen-linear depth, 1 where no surface
+
+    @property
+    def mask(self) -> Tensor:
+        return self.face >= 0
+
+
+def rasterize(
+    xy: Tensor,
+    depth: Tensor,
+    w: Tensor,
+    faces: Tensor,
+    height: int,
+    width: int,
+    cull_backfaces: bool = False,
+    max_candidates: int = 1 << 22,
+) -> Fragments:
+    """Rasterise triangles given per-vertex pixel coordinates (V, 2), depth (V,) in [0, 1] and w (V,).
+
+    Triangles with a vertex outside the depth range [0, 1] (behind the near plane or past the far
+    plane) are dropped rather than clipped. `max_candidates` bounds the memory of one pass.
+    """
+    device = xy.device
+    scale = float(1 << SUBPIXEL_BITS)
+    fixed = torch.round(xy.double() * scale).long()  # (V, 2)
+    tri = fixed[faces]  # (F, 3, 2)
+    x, y = tri[..., 0], tri[..., 1]  # (F, 3)
+    # Twice the signed area in fixed point; positive for counter-clockwise on screen (y down).
+    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
+    zf = depth[faces]
+    keep = (area != 0) & (zf >= 0).all(1) & (zf <= 1).all(1)
+    if cull_backfaces:
+        keep &= area < 0  # counter-clockwise in world, seen from the front, is clockwise with y down
+    ids = torch.nonzero(keep).squeeze(1)
+    order = torch.where(area[ids] > 0, 0, 1)
+    # Orient every triangle the same way (swap vertices 1 and 2 of the others).
+    perm = torch.tensor([[0, 1, 2], [0, 2, 1]], device=device)[order]  # (T, 3)
+    x = torch.gather(x[ids], 1, perm)
+    y = torch.gather(y[ids], 1, perm)
+    area = area[ids].abs()
+
+    # Pixel-centre bounding box, clipped to the image. Centre of column j is (j + 0.5) * scale.
+    half = 1 << (SUBPIXEL_BITS - 1)
+    sub = 1 << SUBPIXEL_BITS
+    x0 = torch.div(x.min(1).values - half + sub - 1, sub, rounding_mode="floor").clamp(0, width)
+    x1 = torch.div(x.max(1).values - half, sub, rounding_mode="floor").clamp(-1, width - 1)
+    y0 = torch.div(y.min(1).values - half + sub - 1, sub, rounding_mode="floor").clamp(0, height)
+    y1 = torch.div(y.max(1).values - half, sub, rounding_mode="floor").clamp(-1, height - 1)
+    bw = (x1 - x0 + 1).clamp_min(0)
+    bh = (y1 - y0 + 1).clamp_min(0)
+    count = bw * bh
+    has = count > 0
+    ids, x, y, area, x0, y0, bw, count = ids[has], x[has], y[has], area[has], x0[has], y0[has], bw[has], count[has]
+    perm = perm[has]
+
+    # Edge i is opposite vertex i: e_i(p) = A_i * px + B_i * py + C_i, positive inside.
+    xa, ya = x[:, [1, 2, 0]], y[:, [1, 2, 0]]
+    xb, yb = x[:, [2, 0, 1]], y[:, [2, 0, 1]]
+    A = ya - yb
+    B = xb - xa
+    # Top-left rule: pixels exactly on an edge count only for top or left edges.
+    top_left = ((A == 0) & (B > 0)) | (A > 0)
+    # Evaluate at the first pixel centre of the box; stepping one pixel adds A * sub or B * sub.
+    px0 = (x0 * sub + half)[:, None]
+    py0 = (y0 * sub + half)[:, None]
+    e0 = A * (px0 - xa) + B * (py0 - ya) - (~top_left).long()  # (T, 3)
+    coeff = torch.cat([e0, A * sub, B * sub], dim=1)  # (T, 9)
+
+    pixel_base = y0 * width + x0
+    zbuf = torch.full((height * width,), _EMPTY, dtype=torch.int64, device=device)
+    zq = (depth.double().clamp(0, 1) * ((1 << DEPTH_BITS) - 1)).round().long()
+    ztri = torch.gather(zq[faces[ids]], 1, perm)  # (T, 3)
+    dq_max = (1 << DEPTH_BITS) - 1
+
+    # Chunk the triangles so one pass enumerates at most `max_candidates` pixels.
+    starts = torch.cumsum(count, 0) - count
+    bounds = _chunk_bounds(starts, count, max_candidates)
+    for lo, hi in bounds:
+        c = count[lo:hi]
+        n = int(c.sum())
+        if n == 0:
+            continue
+        local_tri = torch.repeat_interleave(torch.arange(hi - lo, device=device), c, output_size=n)
+        k = torch.arange(n, device=device) - (starts[lo:hi] - starts[lo])[local_tri]
+        bwt = bw[lo:hi][local_tri]
+        dy = torch.div(k, bwt, rounding_mode="floor")
+        dx = k - dy * bwt
+        cf = coeff[lo:hi][local_tri]  # (n, 9)
+        e = cf[:, 0:3] + cf[:, 3:6] * dx[:, None] + cf[:, 6:9] * dy[:, None]  # (n, 3)
+        inside = (e >= 0).all(1)
+        sel = torch.nonzero(inside).squeeze(1)
+        t = local_tri[sel]
+        es = e[sel].double()
+        ar = area[lo:hi][t].double()
+        zt = ztri[lo:hi][t].double()
+        # Depth is affine in screen space, so barycentric-weighted quantised depth is exact enough.
+        zval = ((es * zt).sum(1) / ar).round().long().clamp(0, dq_max)
+        key = (zval << 32) | (ids[lo:hi][t])
+        pix = pixel_base[lo:hi][t] + dy[sel] * width + dx[sel]
+        zbuf.scatter_reduce_(0, pix, key, reduce="amin", include_self=True)
+
+    covered = zbuf != _EMPTY
+    face = torch.full((height * width,), -1, dtype=torch.int64, device=device)
+    face[covered] = zbuf[covered] & 0xFFFFFFFF
+    face = face.view(height, width)
+    bary, zout = _barycentrics(xy, depth, w, faces, face, height, width)
+    return Fragments(face, bary, zout)
+
+
+def _chunk_bounds(starts: Tensor, count: Tensor, budget: int) -> list[tuple[int, int]]:
+    """Split triangles into runs whose pixel counts sum to about `budget` (a run holds at least one)."""
+    total = int(count.sum()) if count.numel() else 0
+    if total <= budget:
+        return [(0, int(count.numel()))] if count.numel() else []
+    ends = torch.cumsum(count, 0)
+    bounds: list[tuple[int, int]] = []
+    lo = 0
+    n = int(count.numel())
+    while lo < n:
+        limit = int(starts[lo]) + budget
+        hi = int(torch.searchsorted(ends, torch.tensor(limit, device=ends.device), right=True))
+        hi = max(hi, lo + 1)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+def _barycentrics(xy: Tensor, depth: Tensor, w: Tensor, faces: Tensor, face: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Perspective-correct barycentrics and depth at the centre of every covered pixel."""
+    bary = torch.zeros(height, width, 3, dtype=torch.float32, device=xy.device)
+    zout = torch.ones(height, width, dtype=torch.float32, device=xy.device)
+    rows, cols = torch.nonzero(face >= 0, as_tuple=True)
+    if rows.numel() == 0:
+        return bary, zout
+    f = faces[face[rows, cols]]  # (M, 3)
+    p = torch.stack([cols.double() + 0.5, rows.double() + 0.5], dim=1)
+    v = xy.double()[f]  # (M, 3, 2)
+    # Screen-space barycentrics from sub-triangle areas.
+    a = v[:, [1, 2, 0]] - p[:, None]
+    b = v[:, [2, 0, 1]] - p[:, None]
+    sub_area = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]  # (M, 3)
+    lam = sub_area / sub_area.sum(1, keepdim=True)
+    z = (lam * depth.double()[f]).sum(1)
+    # Perspective correction: weights divided by w, renormalised.
+    pc = lam / w.double()[f]
+    pc = pc / pc.sum(1, keepdim=True)
+    bary[rows, cols] = pc.float()
+    zout[rows, cols] = z.float()
+    return bary, zout
+
+
+def interpolate(fragments: Fragments, faces: Tensor, attributes: Tensor) -> Tensor:
+    """Interpolate (V, C) vertex attributes to (H, W, C); zero where no surface."""
+    face = fragments.face
+    out = torch.zeros(*face.shape, attributes.shape[1], dtype=attributes.dtype, device=attributes.device)
+    m = face >= 0
+    f = faces[face[m]]  # (M, 3)
+    out[m] = (attributes[f] * fragments.bary[m][..., None].to(attributes.dtype)).sum(1)
+    return out
