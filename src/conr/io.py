@@ -4,14 +4,313 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import struct
 import tempfile
+import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+# OpenCV reads this flag lazily but only once, so it must be set before the first EXR access;
+# setdefault keeps a user's explicit choice.
+os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+
+import cv2  # noqa: E402
 import numpy as np
 
 from conr.errors import ConrError
+
+MAX_IMAGE_SIDE = 8192
+UDP_EXTS = {".npz", ".exr", ".png"}
+
+# largest .npy member accepted: a float64 (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE, 4) array plus its header
+_MAX_NPY_BYTES = 8 * 4 * MAX_IMAGE_SIDE**2 + 4096
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+# The IEND chunk is constant (empty data, fixed CRC): its absence means the file was cut short.
+_PNG_IEND = b"IEND\xaeB`\x82"
+_CUTOUT_HINT = (
+    "CoNR needs the character cut out on a transparent background: "
+    "export a PNG with transparency (alpha channel) from your drawing program"
+)
+
+
+# ---------------------------------------------------------------- listing inputs
+
+
+def natural_key(path: str | Path) -> tuple:
+    """Sort key by file name: digit runs compare as numbers, text case-insensitively."""
+    name = Path(path).name
+    # re.split with a group alternates text, digits, text...: same types meet at each position
+    parts = re.split(r"([0-9]+)", name.casefold())
+    key = tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+    return key, name, str(path)
+
+
+def natural_sorted(paths: Iterable[str | Path]) -> list[Path]:
+    """`2.npz` before `10.npz`; ties (`01` vs `1`, case) broken by the full name."""
+    return sorted((Path(p) for p in paths), key=natural_key)
+
+
+def _norm_exts(exts: Iterable[str]) -> set[str]:
+    return {e.lower() if e.startswith(".") else "." + e.lower() for e in exts}
+
+
+def list_inputs(folder_or_paths: str | Path | Iterable[str | Path], exts: set[str], what: str) -> list[Path]:
+    """Input files from a folder (natural order, hidden files and subfolders ignored),
+    one file, or an explicit list of files (order kept)."""
+    exts = _norm_exts(exts)
+    wanted = ", ".join(sorted(exts))
+    if isinstance(folder_or_paths, (str, Path)):
+        folder = Path(folder_or_paths)
+        if not folder.exists():
+            raise ConrError(f"{what} folder or file does not exist", path=folder,
+                            hint="check the path (relative paths start from the current directory)")
+        if folder.is_file():
+            return [_check_input_file(folder, exts, what)]
+        if not folder.is_dir():
+            raise ConrError(f"is neither a folder nor a file (expected {what} files)", path=folder)
+        files = [p for p in folder.iterdir()
+                 if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts]
+        if not files:
+            raise ConrError(f"holds no {what} files", path=folder, hint=f"put files with extension {wanted} in it")
+        return natural_sorted(files)
+    paths = [Path(p) for p in folder_or_paths]
+    if not paths:
+        raise ConrError(f"no {what} files given", hint=f"pass a folder or files with extension {wanted}")
+    return [_check_input_file(p, exts, what) for p in paths]
+
+
+def _check_input_file(path: Path, exts: set[str], what: str) -> Path:
+    if not path.is_file():
+        raise ConrError(f"{what} file does not exist" if not path.exists() else f"{what} path is not a file",
+                        path=path)
+    if path.suffix.lower() not in exts:
+        raise ConrError(f"{what} file has extension {path.suffix or '(none)'!r}", path=path,
+                        hint=f"expected one of {', '.join(sorted(exts))}")
+    return path
+
+
+# ---------------------------------------------------------------- image sizes
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    # Walk the marker segments up to the first start-of-frame (SOF0..SOF15 minus DHT/JPG/DAC).
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return h, w
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    return None
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from the header of a PNG, JPEG, GIF, BMP or WebP; None if not one of them."""
+    if data[:8] == _PNG_SIG and data[12:16] == b"IHDR" and len(data) >= 24:
+        w, h = struct.unpack(">II", data[16:24])
+        return h, w
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        w, h = struct.unpack("<HH", data[6:10])
+        return h, w
+    if data[:2] == b"BM" and len(data) >= 26 and struct.unpack("<I", data[14:18])[0] >= 40:
+        w, h = struct.unpack("<ii", data[18:26])
+        return abs(h), abs(w)  # negative height means top-down rows
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[27:30], "little"), 1 + int.from_bytes(data[24:27], "little")
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+        if chunk == b"VP8 ":
+            w, h = struct.unpack("<HH", data[26:30])
+            return h & 0x3FFF, w & 0x3FFF
+    return None
+
+
+def _check_size(h: int, w: int, path: Path) -> None:
+    if max(h, w) > MAX_IMAGE_SIDE or h * w > MAX_IMAGE_SIDE * MAX_IMAGE_SIDE:
+        raise ConrError(f"image is {w}x{h} pixels, over the limit of {MAX_IMAGE_SIDE} pixels a side",
+                        path=path, hint=f"scale it down so that no side exceeds {MAX_IMAGE_SIDE} pixels")
+
+
+def _read_bytes(path: str | Path, what: str) -> tuple[Path, bytes]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConrError(f"{what} file does not exist" if not path.exists() else f"{what} path is not a file",
+                        path=path)
+    return path, path.read_bytes()
+
+
+def _check_png_complete(data: bytes, path: Path) -> None:
+    if data[:8] == _PNG_SIG and data.rfind(_PNG_IEND) < 0:
+        raise ConrError("PNG file is truncated (its end marker is missing)", path=path,
+                        hint="the file was cut short while copying or saving: save or copy it again")
+
+
+def read_image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) read from the file header, without decoding pixels.
+
+    PNG, JPEG, GIF, BMP and WebP headers are parsed directly; other formats (TIFF, AVIF...)
+    are decoded, which OpenCV itself bounds at 2**30 pixels.
+    """
+    path, data = _read_bytes(path, "image")
+    size = _header_size(data)
+    if size is None:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise ConrError("is not an image OpenCV can read", path=path)
+        size = img.shape[:2]
+    return int(size[0]), int(size[1])
+
+
+def _decode(data: bytes, path: Path, what: str) -> np.ndarray:
+    """Decode with OpenCV after the size and truncation guards; BGR(A) order, as OpenCV gives it."""
+    size = _header_size(data)
+    if size is not None:
+        _check_size(*size, path)  # before decoding: a tiny file can claim a huge image
+    _check_png_complete(data, path)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ConrError(f"cannot decode this {what} image: not an image, unsupported, truncated or corrupt",
+                        path=path, hint="open it in an image editor and save it again as PNG")
+    if size is None:
+        _check_size(*img.shape[:2], path)
+    return img
+
+
+# ---------------------------------------------------------------- character sheets
+
+
+def read_rgba(path: str | Path, what: str = "character sheet") -> np.ndarray:
+    """A cut-out RGBA image as (H, W, 4) uint8, channels R, G, B, A (straight alpha)."""
+    path, data = _read_bytes(path, what)
+    img = _decode(data, path, what)
+    if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
+        img = np.concatenate([img[..., :1]] * 3 + [img[..., 1:]], axis=2)
+    if img.ndim != 3 or img.shape[2] != 4:
+        kind = "grayscale" if img.ndim == 2 or img.shape[2] == 1 else "RGB"
+        raise ConrError(f"{what} image is {kind} without an alpha channel (transparency)", path=path,
+                        hint=_CUTOUT_HINT)
+    if img.dtype == np.uint16:
+        # round(v * 255 / 65535) in integers; never a tie since 65535 = 255 * 257
+        img = ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ConrError(f"{what} image has {img.dtype} samples; 8- or 16-bit integer samples are supported",
+                        path=path, hint="save it as an 8-bit RGBA PNG")
+    rgba = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        raise ConrError(f"{what} image has an alpha channel but no transparent pixel: the background "
+                        "is not cut out", path=path, hint=_CUTOUT_HINT)
+    if alpha.max() == 0:
+        raise ConrError(f"{what} image is fully transparent: nothing is drawn", path=path,
+                        hint="check that the export kept the drawing layers visible")
+    return rgba
+
+
+# ---------------------------------------------------------------- UDP frames
+
+
+def _exr_supported() -> bool:
+    return cv2.haveImageWriter(".exr")
+
+
+def _load_npz(path: Path) -> np.ndarray:
+    resave = "re-save it with np.savez(path, i=array) where array is a float32 (H, W, 4) array"
+    if path.read_bytes()[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise ConrError("is not a .npz archive (not a zip file)", path=path, hint=resave)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            # checked before inflating: a small archive can expand to gigabytes
+            if "i.npy" in names and zf.getinfo("i.npy").file_size > _MAX_NPY_BYTES:
+                raise ConrError(f"array 'i' is larger than a {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} float64 frame",
+                                path=path, hint=f"UDP frames are at most {MAX_IMAGE_SIDE} pixels a side")
+        if "i.npy" not in names:
+            keys = ", ".join(repr(n.removesuffix(".npy")) for n in names) or "none"
+            raise ConrError(f"UDP archive has no array 'i' (keys found: {keys})", path=path, hint=resave)
+        with np.load(path, allow_pickle=False) as z:
+            return z["i"]
+    except ConrError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise ConrError("UDP archive contains pickled Python objects, which are refused for safety "
+                            "(loading them could run arbitrary code)", path=path, hint=resave) from None
+        raise ConrError(f"UDP archive is corrupt: {e}", path=path, hint=resave) from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        raise ConrError(f"UDP archive is corrupt or truncated: {e}", path=path, hint=resave) from None
+
+
+def _load_exr(path: Path) -> np.ndarray:
+    if not _exr_supported():
+        raise ConrError("EXR is not supported by this OpenCV build (it was built without OpenEXR)", path=path,
+                        hint="convert the frame to .npz (np.savez(path, i=array)) or a 16-bit RGBA PNG")
+    _, data = _read_bytes(path, "pose")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ConrError("cannot decode this EXR file: truncated, corrupt or not an EXR", path=path)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return img
+
+
+def _load_udp_png(path: Path) -> np.ndarray:
+    _, data = _read_bytes(path, "pose")
+    img = _decode(data, path, "pose")
+    if img.dtype != np.uint16:
+        raise ConrError(f"UDP PNGs must be 16-bit RGBA; this one has {img.dtype} samples", path=path,
+                        hint="write UDP frames as 16-bit RGBA PNGs (value = round(x * 65535)) or as .npz")
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return img.astype(np.float32) / np.float32(65535)
+
+
+def read_udp(path: str | Path) -> np.ndarray:
+    """An Ultra-Dense Pose frame as (H, W, 4) float32: surface X, Y, Z in [0, 1] and visibility.
+
+    Formats: .npz (array 'i', no pickles), 4-channel float .exr, 16-bit RGBA .png (value / 65535).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in UDP_EXTS:
+        raise ConrError(f"unknown UDP pose format {ext or '(no extension)'!r}", path=path,
+                        hint=f"supported: {', '.join(sorted(UDP_EXTS))}")
+    if not path.is_file():
+        raise ConrError("pose file does not exist" if not path.exists() else "pose path is not a file", path=path)
+    arr = {".npz": _load_npz, ".exr": _load_exr, ".png": _load_udp_png}[ext](path)
+    return _check_udp(np.asarray(arr), path)
+
+
+def _check_udp(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.ndim != 3 or arr.shape[2] != 4:
+        raise ConrError(f"UDP frame has shape {arr.shape}; expected (H, W, 4): surface X, Y, Z and visibility",
+                        path=path)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ConrError(f"UDP frame has dtype {arr.dtype}; expected floating point (float16/32/64)", path=path,
+                        hint="store coordinates as float32 in [0, 1]")
+    h, w = arr.shape[:2]
+    if h < 2 or w < 2:
+        raise ConrError(f"UDP frame is {w}x{h} pixels; it must be at least 2x2", path=path)
+    _check_size(h, w, path)
+    arr = arr.astype(np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    if bad:
+        raise ConrError(f"UDP frame has {bad} NaN or infinite values", path=path,
+                        hint="fill empty pixels with 0 (visibility 0) instead of NaN")
+    return arr
 
 
 @contextmanager
@@ -37,8 +336,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def encode_png(rgba: np.ndarray) -> bytes:
     """Encode an (H, W, 4) uint8 or uint16 RGBA array as PNG bytes."""
-    import cv2
-
     if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected (H, W, 4) uint8/uint16 RGBA, got {rgba.shape} {rgba.dtype}")
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
@@ -64,6 +361,13 @@ def atomic_save_npz(path: str | Path, compressed: bool = True, **arrays: np.ndar
 
 __all__ = [
     "ConrError",
+    "MAX_IMAGE_SIDE",
+    "list_inputs",
+    "natural_key",
+    "natural_sorted",
+    "read_image_size",
+    "read_rgba",
+    "read_udp",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_png",

@@ -1,0 +1,102 @@
+"""Architecture configs: the keyword arguments of every component, with named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from conr.models.layers import ResUNetConfig
+from conr.models.shader import ShaderConfig
+
+
+@dataclass(frozen=True)
+class CoNRConfig:
+    parser: ResUNetConfig
+    pose_encoder: ResUNetConfig
+    shader: ShaderConfig
+    decoder_blocks: int = 1
+    image_size: int = 256  # the resolution the networks were trained at
+
+    @staticmethod
+    def build(parser: ResUNetConfig, pose_encoder: ResUNetConfig, width: int, last_message: int,
+              flow_groups: int = 16, residual_blocks: tuple[int, ...] = (1, 1, 1, 1, 1, 2),
+              image_size: int = 256) -> "CoNRConfig":
+        """Derive the shader's channel counts from the two encoders, as the paper's design does:
+        at every feature level the messages and local messages are as wide as the sheet features."""
+        ref = tuple(parser.feature_channels)
+        shader = ShaderConfig(
+            target_feature_channels=tuple(pose_encoder.feature_channels),
+            reference_feature_channels=ref,
+            message_channels=(*ref, last_message),
+            local_channels=(*ref, 0),
+            residual_blocks=residual_blocks,
+            width=width,
+            flow_groups=flow_groups,
+        )
+        return CoNRConfig(parser=parser, pose_encoder=pose_encoder, shader=shader, image_size=image_size)
+
+    @property
+    def decoder_channels(self) -> int:
+        return self.shader.message_channels[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "CoNRConfig":
+        def tuples(sub: dict[str, Any]) -> dict[str, Any]:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()}
+
+        return CoNRConfig(
+            parser=ResUNetConfig(**tuples(d["parser"])),
+            pose_encoder=ResUNetConfig(**tuples(d["pose_encoder"])),
+            shader=ShaderConfig(**tuples(d["shader"])),
+            decoder_blocks=int(d.get("decoder_blocks", 1)),
+            image_size=int(d.get("image_size", 256)),
+        )
+
+
+def _official() -> CoNRConfig:
+    # UDP parser: ResNet-50 with a learned stride-2 conv in place of max pooling.
+    parser = ResUNetConfig(in_channels=3, out_channels=4, block="bottleneck", layers=(3, 4, 6, 3),
+                           stem_pool="conv")
+    # Target pose encoder: ResNet-18 over 4-channel UDP input.
+    pose = ResUNetConfig(in_channels=4, out_channels=1, block="basic", layers=(2, 2, 2, 2), stem_pool="max")
+    return CoNRConfig.build(parser, pose, width=224, last_message=64)
+
+
+def _small() -> CoNRConfig:
+    """About 1/8 of the official compute: trainable on a CPU for demos."""
+    parser = ResUNetConfig(in_channels=3, out_channels=4, block="bottleneck", layers=(1, 1, 1, 1),
+                           stem_width=32, widths=(16, 32, 64, 128), stem_pool="conv",
+                           decoder_filters=(128, 96, 64, 32, 16))
+    pose = ResUNetConfig(in_channels=4, out_channels=1, block="basic", layers=(1, 1, 1, 1),
+                         stem_width=32, widths=(32, 64, 128, 128), stem_pool="max",
+                         decoder_filters=(128, 96, 64, 32, 16))
+    return CoNRConfig.build(parser, pose, width=64, last_message=32, flow_groups=8)
+
+
+def _tiny() -> CoNRConfig:
+    """For tests: a few thousand parameters, same code paths as the official model."""
+    parser = ResUNetConfig(in_channels=3, out_channels=4, block="bottleneck", layers=(1, 1, 1, 1),
+                           stem_width=8, widths=(2, 4, 4, 4), stem_pool="conv",
+                           decoder_filters=(16, 16, 8, 8, 8))
+    pose = ResUNetConfig(in_channels=4, out_channels=1, block="basic", layers=(1, 1, 1, 1),
+                         stem_width=8, widths=(8, 8, 8, 8), stem_pool="max",
+                         decoder_filters=(16, 16, 8, 8, 8))
+    return CoNRConfig.build(parser, pose, width=8, last_message=8, flow_groups=2,
+                            residual_blocks=(1, 1, 1, 1, 1, 1))
+
+
+PRESETS = {"official": _official, "small": _small, "tiny": _tiny}
+
+
+def preset(name: str) -> CoNRConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

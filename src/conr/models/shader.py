@@ -1,0 +1,170 @@
+"""The CINN shader (paper Sec. 3.3): Collaborative Inference in Neural Networks.
+
+Each character sheet view proposes a warp of its own features towards the target pose, level by
+level from coarse to fine; after every level the views exchange messages through a softmax over
+the view dimension, so that each view sees what the others have found. The last level's fused
+message is what the RGBA decoder turns into pixels.
+
+Tensors: B frames, V views. Per-view tensors are folded to (B*V, C, H, W) so that every
+convolution runs once for all views of all frames; fused (per-frame) tensors are (B, C, H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from conr.models.warp import rescale_flow, warp, warp_groups
+
+
+@dataclass(frozen=True)
+class ShaderConfig:
+    reference_channels: int = 4  # RGBA of a sheet view
+    target_feature_channels: tuple[int, ...] = (512, 256, 128, 64, 64)
+    reference_feature_channels: tuple[int, ...] = (2048, 1024, 512, 256, 64)
+    message_channels: tuple[int, ...] = (2048, 1024, 512, 256, 64, 64)
+    local_channels: tuple[int, ...] = (2048, 1024, 512, 256, 64, 0)
+    residual_blocks: tuple[int, ...] = (1, 1, 1, 1, 1, 2)
+    width: int = 224
+    flow_groups: int = 16  # messages are warped in this many channel groups, each by its own flow
+
+    @property
+    def levels(self) -> int:
+        return len(self.message_channels)
+
+    def in_channels(self, level: int) -> int:
+        """Input channels of a level: own flow + own warped RGBA + fused flow + fused RGBA
+        (the 2 + 2 + 2 * RGBA of the paper), target and sheet features, incoming messages."""
+        base = 2 + 2 + 2 * self.reference_channels
+        prev_msg = self.message_channels[level - 1] if level > 0 else 0
+        prev_local = self.local_channels[level - 1] if level > 0 else 0
+        if level < len(self.reference_feature_channels):
+            feats = self.target_feature_channels[level] + self.reference_feature_channels[level]
+        else:
+            feats = 0
+        return base + feats + prev_msg + prev_local
+
+    def mask_channels(self, level: int) -> int:
+        # channel 0 weighs flow and RGBA, channel 1 the sheet features, the rest the messages.
+        if level < len(self.reference_feature_channels):
+            return 2 + self.local_channels[level]
+        return 2 + self.message_channels[level]
+
+
+class DecoderBlock(nn.Module):
+    """One pyramid level: /4 strided convolutions, residual blocks, x4 transposed convolutions."""
+
+    def __init__(self, in_channels: int, width: int, residual_blocks: int, messages: int,
+                 locals_: int, masks: int, flow_groups: int):
+        super().__init__()
+        self.messages, self.locals, self.masks = messages, locals_, masks
+        self.message_flows = 2 * flow_groups if messages > 0 else 0
+        self.local_flows = 2 * flow_groups if locals_ > 0 else 0
+        out = 2 + messages + self.message_flows + locals_ + self.local_flows + masks
+        self.conv0 = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 2, 1), nn.PReLU(width),
+            nn.Conv2d(width, width, 3, 2, 1), nn.PReLU(width),
+        )
+        self.convblocks = nn.ModuleList(
+            nn.Sequential(*[m for _ in range(6) for m in (nn.Conv2d(width, width, 3, 1, 1), nn.PReLU(width))])
+            for _ in range(residual_blocks)
+        )
+        self.conv_last = nn.Sequential(
+            nn.ConvTranspose2d(width, width, 4, 2, 1), nn.PReLU(width),
+            nn.ConvTranspose2d(width, out, 4, 2, 1),
+        )
+
+    def forward(self, x: Tensor) -> dict[str, Tensor | None]:
+        feat = self.conv0(x)
+        for block in self.convblocks:
+            feat = block(feat) + feat
+        out = self.conv_last(feat)
+        sizes = {"flow": 2, "message": self.messages, "message_flow": self.message_flows,
+                 "local": self.locals, "local_flow": self.local_flows, "mask": self.masks}
+        parts: dict[str, Tensor | None] = {}
+        start = 0
+        for name, n in sizes.items():
+            parts[name] = out[:, start:start + n] if n > 0 else None
+            start += n
+        if parts["mask"] is not None:
+            parts["mask"] = torch.sigmoid(parts["mask"])
+        return parts
+
+
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x  # bilinear resampling to the same size is the identity
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class CINNShader(nn.Module):
+    def __init__(self, cfg: ShaderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.decoder_blocks = nn.ModuleList(
+            DecoderBlock(cfg.in_channels(i), cfg.width, cfg.residual_blocks[i], cfg.message_channels[i],
+                         cfg.local_channels[i], cfg.mask_channels(i), cfg.flow_groups)
+            for i in range(cfg.levels)
+        )
+
+    def forward(self, target_feats: list[Tensor], reference: Tensor, reference_feats: list[Tensor]) -> Tensor:
+        """
+        target_feats: target pose features, deepest first, each (B, C, h, w).
+        reference: the sheet views' RGBA (RGB premultiplied), (B or 1, V, 4, H, W).
+        reference_feats: the sheet views' parser features, deepest first, each (B or 1, V, C, h, w).
+        Returns the fused final message (B, C, H, W).
+        """
+        b = target_feats[0].shape[0]
+        v = reference.shape[1]
+
+        def per_view(t: Tensor) -> Tensor:  # (1 or B, V, C, h, w) -> (B*V, C, h, w)
+            return t.expand(b, *t.shape[1:]).reshape(b * v, *t.shape[2:])
+
+        def to_views(t: Tensor) -> Tensor:  # (B, C, h, w) -> (B*V, C, h, w), same for every view
+            return t.unsqueeze(1).expand(b, v, *t.shape[1:]).reshape(b * v, *t.shape[1:])
+
+        ref = per_view(reference)
+        size = tuple(reference_feats[0].shape[-2:])
+        flow = ref.new_zeros(b * v, 2, *size)
+        wref = _resize(ref, size)
+        wfeat: Tensor | None = per_view(reference_feats[0])
+        local: Tensor | None = None
+        # Fused (per-frame) state; at the first level each view sees itself as the fusion.
+        fused_flow, fused_ref, fused_msg = flow, wref, None
+
+        for level, block in enumerate(self.decoder_blocks):
+            target = target_feats[level] if level < len(target_feats) else None
+            inputs = [
+                flow,
+                None if target is None else to_views(target),
+                wref,
+                wfeat,
+                fused_flow if level == 0 else to_views(fused_flow),
+                fused_ref if level == 0 else to_views(fused_ref),
+                None if fused_msg is None else to_views(fused_msg),
+                local,
+            ]
+            out = block(torch.cat([t for t in inputs if t is not None], dim=1))
+
+            nxt = per_view(reference_feats[level + 1]) if level + 1 < len(reference_feats) else None
+            size = tuple((nxt if nxt is not None else ref).shape[-2:])
+            flow = rescale_flow(flow + out["flow"], size)
+            mask = _resize(out["mask"], size)
+            message = warp_groups(_resize(out["message"], size), rescale_flow(out["message_flow"], size))
+            local = None
+            if out["local"] is not None:
+                local = warp_groups(_resize(out["local"], size), rescale_flow(out["local_flow"], size))
+            wref = warp(_resize(ref, size), flow)
+            wfeat = None if nxt is None else warp(nxt, flow)
+
+            # Collaborative fusion: softmax over views of each view's confidence.
+            mask5 = mask.view(b, v, *mask.shape[1:])  # (B, V, M, h, w)
+            weight = mask5 * torch.softmax(mask5, dim=1)
+            fused_flow = (weight[:, :, 0:1] * flow.view(b, v, *flow.shape[1:])).sum(1)
+            fused_ref = (weight[:, :, 0:1] * wref.view(b, v, *wref.shape[1:])).sum(1)
+            fused_msg = (weight[:, :, 2:] * message.view(b, v, *message.shape[1:])).sum(1)
+        assert fused_msg is not None
+        return fused_msg
