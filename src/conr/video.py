@@ -6,7 +6,7 @@ Formats by extension:
     .mov   ProRes 4444 with alpha (prores_ks, yuva444p10le), else QuickTime Animation (qtrle,
            argb): for video editors.
     .gif   palette GIF with 1-bit transparency (alpha >= 128 is opaque); ffmpeg's palettegen /
-           paletteuse build one palette per frame.
+           paletteuse build one palette per frame. GIF delays are in 1/100 s, so 24 fps plays at 25.
 """
 
 from __future__ import annotations
@@ -143,8 +143,12 @@ class VideoWriter:
         if not fps > 0:
             raise ConrError(f"frame rate must be positive, got {fps}", path=self.path)
         self.format = _FORMATS[ext]
-        self.rate = Fraction(fps).limit_denominator(1001)
+        # exact for int and Fraction rates; a float like 29.97 becomes 2997/100
+        self.rate = Fraction(fps if isinstance(fps, (int, Fraction)) else float(fps)).limit_denominator(1001)
         self.background = parse_color(background) if isinstance(background, str) else tuple(background)
+        if len(self.background) != 3 or not all(0 <= int(c) <= 255 for c in self.background):
+            raise ConrError(f"background must be three values 0..255, got {background!r}", path=self.path)
+        self.background = tuple(int(c) for c in self.background)
         self.premultiplied = premultiplied
         self.codec: str | None = None  # chosen at the first frame
         self.frames = 0
@@ -268,11 +272,9 @@ class VideoWriter:
             padded[:] = self.background
             padded[:h, :w] = rgb
             frame = av.VideoFrame.from_ndarray(padded, format="rgb24")
-        frame.pts = self.frames
-        frame.time_base = 1 / self.rate
         if self._stream.pix_fmt.startswith("yuv"):
             frame = frame.reformat(format=self._stream.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
-            frame.pts, frame.time_base = self.frames, 1 / self.rate
+        frame.pts, frame.time_base = self.frames, 1 / self.rate
         return frame
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
