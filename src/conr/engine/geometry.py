@@ -1,0 +1,108 @@
+"""Mesh primitives for procedural characters: ellipsoids and swept tubes, built in NumPy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Part:
+    """A piece of a character: geometry, one colour per face, and which bones may move it."""
+
+    vertices: np.ndarray  # (V, 3) float64
+    faces: np.ndarray  # (F, 3) int64
+    colours: np.ndarray  # (F, 3) float
+    bones: list[str]  # candidate bones for automatic skinning weights
+    unlit: bool = False
+
+    def keep_faces(self, keep: np.ndarray) -> "Part":
+        return Part(self.vertices, self.faces[keep], self.colours[keep], self.bones, self.unlit)
+
+
+def ellipsoid(centre, radii, segments: int = 16, rings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """UV ellipsoid with poles on the y axis; faces wind outwards."""
+    rings = rings or max(segments // 2, 3)
+    theta = np.linspace(0, np.pi, rings + 1)[1:-1]
+    phi = np.arange(segments) * 2 * np.pi / segments
+    t, p = np.meshgrid(theta, phi, indexing="ij")
+    unit = np.stack([np.sin(t) * np.sin(p), np.cos(t), np.sin(t) * np.cos(p)], -1).reshape(-1, 3)
+    unit = np.concatenate([[[0, 1, 0]], unit, [[0, -1, 0]]])
+    verts = unit * np.asarray(radii, float) + np.asarray(centre, float)
+    faces = _ring_faces(rings - 1, segments, offset=1, closed=True)
+    top = np.stack([np.zeros(segments, int), 1 + (np.arange(segments) + 1) % segments, 1 + np.arange(segments)], 1)
+    last = 1 + (rings - 2) * segments
+    bottom_id = len(verts) - 1
+    bottom = np.stack([np.full(segments, bottom_id), last + np.arange(segments), last + (np.arange(segments) + 1) % segments], 1)
+    return verts, np.concatenate([top, faces, bottom]).astype(np.int64)
+
+
+def _ring_faces(n_rings: int, segments: int, offset: int = 0, closed: bool = True) -> np.ndarray:
+    """Quads (as two triangles) between consecutive rings of `segments` vertices."""
+    r = np.arange(n_rings - 1)[:, None]
+    s = np.arange(segments if closed else segments - 1)[None, :]
+    a = offset + r * segments + s
+    b = offset + r * segments + (s + 1) % segments
+    c, d = a + segments, b + segments
+    tris = np.stack([np.stack([a, b, c], -1), np.stack([b, d, c], -1)], 2)
+    return tris.reshape(-1, 3)
+
+
+def tube(path, radii, segments: int = 12, ref=(1.0, 0.0, 0.0), caps: bool = True,
+         profile=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A generalised cylinder swept along (N, 3) `path`.
+
+    `radii` is (N,) or (N, 2) (radius along the `ref` side and across it). `profile(theta)` may
+    scale the radius around the ring (e.g. skirt pleats). Returns vertices, faces and the ring
+    index of each face (for colouring bands along the tube).
+    """
+    path = np.asarray(path, float)
+    n = len(path)
+    radii = np.asarray(radii, float)
+    if radii.ndim == 1:
+        radii = np.stack([radii, radii], 1)
+    tang = np.gradient(path, axis=0)
+    tang /= np.linalg.norm(tang, axis=1, keepdims=True)
+    side = np.asarray(ref, float)
+    frames = []
+    for t in tang:  # parallel transport keeps the ring from twisting along the path
+        side = side - t * (side @ t)
+        if np.linalg.norm(side) < 1e-6:
+            side = np.cross(t, [0.0, 0.0, 1.0])
+        side = side / np.linalg.norm(side)
+        frames.append((side, np.cross(t, side)))
+    theta = np.arange(segments) * 2 * np.pi / segments
+    scale = np.ones(segments) if profile is None else profile(theta)
+    verts = []
+    for (s, u), p, (ra, rb) in zip(frames, path, radii):
+        verts.append(p + (np.cos(theta) * ra * scale)[:, None] * s + (np.sin(theta) * rb * scale)[:, None] * u)
+    verts = np.concatenate(verts)
+    faces = _ring_faces(n, segments)
+    ring = np.repeat(np.arange(n - 1), segments * 2)
+    if caps:
+        start, end = len(verts), len(verts) + 1
+        verts = np.concatenate([verts, path[:1], path[-1:]])
+        k = np.arange(segments)
+        cap0 = np.stack([np.full(segments, start), (k + 1) % segments, k], 1)
+        last = (n - 1) * segments
+        cap1 = np.stack([np.full(segments, end), last + k, last + (k + 1) % segments], 1)
+        faces = np.concatenate([faces, cap0, cap1])
+        ring = np.concatenate([ring, np.zeros(segments, int), np.full(segments, n - 2)])
+    return verts, faces.astype(np.int64), ring
+
+
+def bezier(points, n: int) -> np.ndarray:
+    """(n, 3) samples of the Bezier curve through control `points`."""
+    t = np.linspace(0, 1, n)[None, :, None]
+    pts = np.repeat(np.asarray(points, float)[:, None], n, axis=1)  # (K, n, 3)
+    while len(pts) > 1:  # de Casteljau
+        pts = (1 - t) * pts[:-1] + t * pts[1:]
+    return pts[0]
+
+
+def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance from (V, 3) points to the segment a-b."""
+    ab = b - a
+    t = np.clip(((p - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
+    return np.linalg.norm(p - (a + t[:, None] * ab), axis=1)
