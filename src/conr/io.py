@@ -220,6 +220,15 @@ def read_rgba(path: str | Path, what: str = "character sheet") -> np.ndarray:
     return rgba
 
 
+def read_frame(path: str | Path) -> np.ndarray:
+    """A frame this program wrote (RGBA PNG), as (H, W, 4) uint8, without the sheet checks."""
+    path, data = _read_bytes(path, "frame")
+    img = _decode(data, path, "frame")
+    if img.ndim != 3 or img.shape[2] != 4 or img.dtype != np.uint8:
+        raise ConrError("frame is not an 8-bit RGBA PNG", path=path, hint="render it again with --overwrite")
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+
+
 # ---------------------------------------------------------------- UDP frames
 
 

@@ -1,0 +1,246 @@
+"""The rendering pipeline: files in, RGBA frames out, with the networks kept apart.
+
+    renderer = Renderer.from_weights("weights/", device="auto")
+    sheet = renderer.load_sheet(["char/front.png", "char/side.png"])
+    for frame in renderer.render(sheet, find_poses("dance/"), batch_size=4):
+        ...  # frame.name, frame.rgba (H, W, 4) uint8, RGB premultiplied by A
+
+The sheet is encoded once; frames are read, cropped and rendered in batches and streamed, so
+memory does not grow with the length of the sequence. The CLI, benchmarks and training reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Literal, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from conr.errors import ConrError
+from conr.io import UDP_EXTS, list_inputs, read_rgba, read_udp
+from conr.models import CharacterSheet, CoNR
+from conr.preprocess import Crop, PreparedImage, PreparedUDP, prepare_image, prepare_udp, to_uint8, uncrop
+
+PoseKind = Literal["udp", "image"]
+Precision = Literal["fp32", "fast"]
+SHEET_EXTS = {".png"}
+POSE_EXTS = {"udp": UDP_EXTS, "image": {".png"}}
+# The original refuses a sheet view whose square crop is at least this opaque on average.
+MAX_SHEET_OPACITY = 0.95
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConrError("CUDA was requested but no CUDA device is available", hint="use --device cpu or auto")
+    return dev
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        head = f.read(25)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 25:
+        return head[24]
+    return None
+
+
+def pose_kind_of(path: Path) -> PoseKind:
+    """UDP for .npz, .exr and 16-bit PNG; a pose image for an 8-bit PNG."""
+    ext = path.suffix.lower()
+    if ext in (".npz", ".exr"):
+        return "udp"
+    return "udp" if _png_bit_depth(path) == 16 else "image"
+
+
+@dataclass(frozen=True)
+class PoseSource:
+    path: Path
+    kind: PoseKind
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def read(self) -> np.ndarray:
+        return read_udp(self.path) if self.kind == "udp" else read_rgba(self.path, what="pose image")
+
+
+def find_poses(poses: str | Path | Sequence[str | Path], kind: PoseKind | Literal["auto"] = "auto") -> list[PoseSource]:
+    """Pose frames from a folder (natural order) or a list of files; kind detected unless given."""
+    single = isinstance(poses, (str, Path))
+    exts = UDP_EXTS | POSE_EXTS["image"] if kind == "auto" else POSE_EXTS[kind]
+    paths = list_inputs(poses if single else list(poses), exts, "pose")
+    if kind != "auto":
+        return [PoseSource(p, kind) for p in paths]
+    sources = [PoseSource(p, pose_kind_of(p)) for p in paths]
+    kinds = {s.kind for s in sources}
+    if len(kinds) > 1:
+        first = {k: next(s.path for s in sources if s.kind == k) for k in kinds}
+        raise ConrError(f"pose frames mix UDP maps (e.g. {first['udp'].name}) and pose images "
+                        f"(e.g. {first['image'].name})", Path(poses) if single else None,
+                        "keep one kind per sequence, or force one with --pose-kind udp|image")
+    return sources
+
+
+def find_sheets(sheets: str | Path | Sequence[str | Path]) -> list[Path]:
+    single = isinstance(sheets, (str, Path))
+    return list_inputs(sheets if single else list(sheets), SHEET_EXTS, "character sheet")
+
+
+@dataclass
+class Frame:
+    index: int
+    name: str
+    rgba: np.ndarray  # (H, W, 4) uint8 at the pose frame's size, RGB premultiplied by A
+    udp: np.ndarray | None = None  # (H, W, 4) float32: the parser's UDP (pose images, when asked)
+
+
+@dataclass
+class _Prepared:
+    source: PoseSource
+    height: int
+    width: int
+    item: PreparedUDP | PreparedImage | None  # None: nothing visible in this frame
+
+
+def _prepare(source: PoseSource, size: int) -> _Prepared:
+    data = source.read()
+    item = prepare_udp(data, size) if source.kind == "udp" else prepare_image(data, size)
+    return _Prepared(source, data.shape[0], data.shape[1], item)
+
+
+def uncrop_udp(udp: torch.Tensor, crop: Crop | None, height: int, width: int) -> np.ndarray:
+    """Predicted UDP (4, S, S) back at frame size (nearest resampling: UDP values are labels)."""
+    out = np.zeros((height, width, 4), dtype=np.float32)
+    if crop is None:
+        return out
+    arr = np.ascontiguousarray(udp.float().permute(1, 2, 0).cpu().numpy())
+    scaled = cv2.resize(arr, (crop.padded_w, crop.padded_h), interpolation=cv2.INTER_NEAREST_EXACT)
+    out[crop.top:crop.bottom, crop.left:crop.right] = scaled[
+        crop.pad_top:crop.padded_h - crop.pad_bottom, crop.pad_left:crop.padded_w - crop.pad_right]
+    return out
+
+
+class Renderer:
+    """Holds a model on a device and renders character sheets in poses."""
+
+    def __init__(self, model: CoNR, device: str | torch.device = "auto", precision: Precision = "fp32",
+                 size: int | None = None):
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.precision = precision
+        self.size = size or model.cfg.image_size
+        if self.size % 32:
+            raise ConrError(f"render size {self.size} is not a multiple of 32", hint="use e.g. 256 or 512")
+
+    @classmethod
+    def from_weights(cls, path: str | Path, device: str | torch.device = "auto", **kw) -> "Renderer":
+        from conr.weights import load_model
+
+        return cls(load_model(path), device=device, **kw)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fast" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        if self.precision == "fast":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ character sheet
+
+    def load_sheet(self, sheets: str | Path | Sequence[str | Path]) -> CharacterSheet:
+        paths = find_sheets(sheets)
+        return self.encode_sheet([read_rgba(p) for p in paths], names=[str(p) for p in paths])
+
+    def encode_sheet(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None,
+                     with_udp: bool = False) -> CharacterSheet:
+        """images: uint8 RGBA (H, W, 4) views of one character, transparent background."""
+        names = list(names) if names is not None else [f"view {i}" for i in range(len(images))]
+        if not images:
+            raise ConrError("the character sheet has no images", hint="give at least one cut-out PNG")
+        prepared = []
+        for img, name in zip(images, names):
+            p = prepare_image(img, self.size)
+            if p is None:
+                raise ConrError("almost nothing is visible (less than 0.1 % of the pixels)", name,
+                                "the sheet image should show the character on a transparent background")
+            opacity = float(p.alpha.mean())
+            if opacity >= MAX_SHEET_OPACITY:
+                raise ConrError(f"{opacity:.0%} of the square around the character is opaque: the background "
+                                "seems not cut out", name,
+                                "remove the background (make it transparent) before rendering")
+            prepared.append(p)
+        rgb = torch.stack([p.rgb for p in prepared]).to(self.device)
+        alpha = torch.stack([p.alpha for p in prepared]).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            sheet = self.model.encode_sheet(rgb, alpha, with_udp=with_udp)
+        return sheet
+
+    # ------------------------------------------------------------------ frames
+
+    def check_poses(self, poses: Iterable[PoseSource]) -> None:
+        """Read every pose once so that a bad file stops the run before anything is written."""
+        for source in poses:
+            source.read()
+
+    def render(self, sheet: CharacterSheet, poses: Sequence[PoseSource], batch_size: int = 1,
+               save_udp: bool = False) -> Iterator[Frame]:
+        """Yield one Frame per pose, in order. The next batch is read while this one renders."""
+        if batch_size < 1:
+            raise ConrError(f"batch size must be at least 1 (got {batch_size})")
+        chunks = [list(range(i, min(i + batch_size, len(poses)))) for i in range(0, len(poses), batch_size)]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            def submit(idx: list[int]) -> Future:
+                return pool.submit(lambda: [_prepare(poses[i], self.size) for i in idx])
+
+            pending = submit(chunks[0]) if chunks else None
+            for n, idx in enumerate(chunks):
+                assert pending is not None
+                items = pending.result()
+                pending = submit(chunks[n + 1]) if n + 1 < len(chunks) else None
+                yield from self._render_batch(sheet, idx, items, save_udp)
+
+    @torch.inference_mode()
+    def _render_batch(self, sheet: CharacterSheet, idx: list[int], items: list[_Prepared],
+                      save_udp: bool) -> Iterator[Frame]:
+        live = [k for k, it in enumerate(items) if it.item is not None]
+        rgba_out: dict[int, np.ndarray] = {}
+        udp_out: dict[int, torch.Tensor] = {}
+        if live:
+            with self._autocast():
+                targets = self._targets([items[k] for k in live], udp_out, live)
+                rgba = self.model.render(sheet, targets)
+            for j, k in enumerate(live):
+                rgba_out[k] = to_uint8(rgba[j])
+        for k, it in enumerate(items):
+            crop = it.item.crop if it.item is not None else None
+            frame_rgba = uncrop(rgba_out[k], crop, it.height, it.width) if k in rgba_out else \
+                np.zeros((it.height, it.width, 4), np.uint8)
+            udp = None
+            if save_udp and it.source.kind == "image":
+                udp = uncrop_udp(udp_out[k], crop, it.height, it.width) if k in udp_out else \
+                    np.zeros((it.height, it.width, 4), np.float32)
+            yield Frame(idx[k], it.source.name, frame_rgba, udp)
+
+    def _targets(self, items: list[_Prepared], udp_out: dict[int, torch.Tensor], keys: list[int]) -> torch.Tensor:
+        """The pose encoder's input for each frame: from the UDP, or from the parser's prediction."""
+        targets: list[torch.Tensor | None] = [None] * len(items)
+        images = [(j, it.item) for j, it in enumerate(items) if isinstance(it.item, PreparedImage)]
+        for j, it in enumerate(items):
+            if isinstance(it.item, PreparedUDP):
+                targets[j] = it.item.target().to(self.device)
+        if images:
+            rgb = torch.stack([im.rgb for _, im in images]).to(self.device)
+            udp = self.model.parse_pose(rgb)
+            tgt = self.model.target_input(udp)
+            for n, (j, _) in enumerate(images):
+                targets[j] = tgt[n]
+                udp_out[keys[j]] = udp[n]
+        return torch.stack([t for t in targets if t is not None])
