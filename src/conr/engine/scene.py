@@ -1,0 +1,77 @@
+"""Posing a skinned mesh by a motion, framing it, and writing UDP / RGBA frame sequences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from conr.engine.camera import Camera, fit_camera, view_direction
+from conr.engine.motions import Motion
+from conr.engine.renderer import CelStyle, render_rgba, render_udp, to_uint8
+from conr.engine.skinning import SkinnedMesh
+from conr.engine.udp import UDPNormalizer
+from conr.io import atomic_save_npz, atomic_write_png
+
+
+def pose_sequence(mesh: SkinnedMesh, rotations: Tensor, root_translation: Tensor, batch: int = 16) -> Tensor:
+    """(T, V, 3) posed vertices for (T, J, 3, 3) local rotations and (T, 3) root offsets."""
+    out = []
+    for i in range(0, rotations.shape[0], batch):
+        g = mesh.skeleton.forward(rotations[i:i + batch], root_translation[i:i + batch])
+        out.append(mesh.pose(g))
+    return torch.cat(out) if out else torch.zeros(0, mesh.vertices.shape[0], 3)
+
+
+def pose_by_motion(mesh: SkinnedMesh, motion: Motion) -> tuple[Tensor, list[str]]:
+    """Posed vertices for a motion whose joints are named like the mesh's; also the unknown joint names."""
+    rot, missing = motion.for_skeleton(mesh.skeleton.names)
+    return pose_sequence(mesh, rot, motion.root_translation), missing
+
+
+def sequence_camera(posed: Tensor, size: int, yaw: float = 0.0, pitch: float = 5.0, projection: str = "perspective") -> Camera:
+    """One fixed camera that keeps the whole (T, V, 3) sequence in frame (the figure does not jump)."""
+    return fit_camera(posed, size, size, view_direction(yaw, pitch), projection)
+
+
+def write_frames(
+    mesh: SkinnedMesh,
+    posed: Tensor,
+    camera: Camera,
+    normalizer: UDPNormalizer,
+    udp_dir: Path | None,
+    rgba_dir: Path | None,
+    device: torch.device | str = "cpu",
+    style: CelStyle | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Render every frame as UDP .npz and/or RGBA .png; returns the file names written."""
+    udp_names, rgba_names = [], []
+    mesh_dev = _to_device(mesh, device)
+    for t in range(posed.shape[0]):
+        v = posed[t].to(device)
+        name = f"{t:05d}"
+        if udp_dir is not None:
+            udp = render_udp(mesh_dev, v, camera, normalizer)
+            atomic_save_npz(udp_dir / f"{name}.npz", i=udp.cpu().numpy().astype("float32"))
+            udp_names.append(f"{name}.npz")
+        if rgba_dir is not None:
+            atomic_write_png(rgba_dir / f"{name}.png", to_uint8(render_rgba(mesh_dev, v, camera, style)))
+            rgba_names.append(f"{name}.png")
+        if progress:
+            progress(t)
+    return udp_names, rgba_names
+
+
+def _to_device(mesh: SkinnedMesh, device: torch.device | str) -> SkinnedMesh:
+    if str(device) == "cpu":
+        return mesh
+    return SkinnedMesh(mesh.vertices.to(device), mesh.faces.to(device), mesh.joints.to(device), mesh.weights.to(device),
+                       mesh.skeleton, mesh.face_colors.to(device), mesh.face_unlit.to(device), mesh.inverse_bind.to(device),
+                       list(mesh.warnings))
+
+
+def camera_dict(camera: Camera) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in camera.__dict__.items()}

@@ -1,0 +1,114 @@
+"""Synthetic training data: procedural characters, their sheets, UDP pose sequences and targets.
+
+Layout of an output folder (built in a temporary sibling folder and renamed into place at the
+end, so an interrupted run leaves nothing half-written):
+
+    manifest.json
+    char_0000/sheet/view_00.png ...   RGBA character sheet (A-pose, several yaw angles)
+    char_0000/udp/00000.npz ...       UDP frames of the motion (key 'i', float32 (H, W, 4))
+    char_0000/target/00000.png ...    ground-truth RGBA of the same frames
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from conr.engine.camera import fit_camera, view_direction
+from conr.engine.motions import procedural_motion, stand
+from conr.engine.procedural import character
+from conr.engine.renderer import render_rgba, to_uint8
+from conr.engine.scene import camera_dict, pose_by_motion, sequence_camera, write_frames
+from conr.engine.udp import UDPNormalizer
+from conr.errors import ConrError
+from conr.io import atomic_write_bytes, atomic_write_png
+
+MOTIONS = ("walk", "wave", "dance", "random", "stand")
+SHEET_YAWS = (0.0, 180.0, 90.0, -45.0, 45.0, -90.0, 135.0, -135.0)
+MANIFEST_VERSION = 1
+
+
+def synthesize(
+    out_dir: str | Path,
+    seed: int = 0,
+    count: int = 1,
+    motion: str = "walk",
+    frames: int | None = None,
+    size: int = 512,
+    views: int = 4,
+    projection: str = "perspective",
+    detail: float = 1.0,
+    targets: bool = True,
+    overwrite: bool = False,
+    device: str = "cpu",
+    log: Callable[[str], None] = lambda s: None,
+) -> dict:
+    """Write `count` characters (seeds seed, seed+1, ...) with sheets, UDP frames and targets; return the manifest."""
+    out = Path(out_dir)
+    if motion not in MOTIONS:
+        raise ConrError(f"unknown motion {motion!r}", hint=f"use one of: {', '.join(MOTIONS)}")
+    if not 1 <= views <= len(SHEET_YAWS):
+        raise ConrError(f"--views must be between 1 and {len(SHEET_YAWS)}, got {views}")
+    if size < 16 or count < 1 or (frames is not None and frames < 1):
+        raise ConrError("size must be >= 16, count and frames >= 1")
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
+        raise ConrError("output folder already exists and is not empty", path=out,
+                        hint="choose a new folder or pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        manifest = _build(tmp, seed, count, motion, frames, size, views, projection, detail, targets, device, log)
+        atomic_write_bytes(tmp / "manifest.json", json.dumps(manifest, indent=1).encode())
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return manifest
+
+
+def _build(root: Path, seed: int, count: int, motion_name: str, frames: int | None, size: int, views: int,
+           projection: str, detail: float, targets: bool, device: str, log: Callable[[str], None]) -> dict:
+    chars = []
+    for k in range(count):
+        cseed = seed + k
+        cid = f"char_{k:04d}"
+        spec, mesh = character(cseed, detail)
+        norm = UDPNormalizer.from_vertices(mesh.vertices)
+        log(f"{cid}: seed {cseed}, {spec.hair_style} hair, {mesh.num_faces} triangles")
+
+        # Sheet: one A-pose, several views, each framed on its own.
+        sheet_pose, _ = pose_by_motion(mesh, stand())
+        sheet = []
+        for v, yaw in enumerate(SHEET_YAWS[:views]):
+            cam = fit_camera(sheet_pose[0], size, size, view_direction(yaw, 5.0), projection)
+            name = f"sheet/view_{v:02d}.png"
+            atomic_write_png(root / cid / name, to_uint8(render_rgba(mesh, sheet_pose[0], cam)))
+            sheet.append({"file": name, "yaw": yaw})
+
+        motion = procedural_motion(motion_name, frames, seed=cseed)
+        posed, _ = pose_by_motion(mesh, motion)
+        cam = sequence_camera(posed, size, projection=projection)
+        udp_names, rgba_names = write_frames(mesh, posed, cam, norm, root / cid / "udp",
+                                             root / cid / "target" if targets else None, device)
+        chars.append({
+            "id": cid,
+            "seed": cseed,
+            "spec": spec.to_dict(),
+            "triangles": mesh.num_faces,
+            "udp_normalizer": norm.to_dict(),
+            "sheet": sheet,
+            "motion": {"name": motion_name, "frames": motion.num_frames, "fps": motion.fps},
+            "camera": camera_dict(cam),
+            "udp": [f"udp/{n}" for n in udp_names],
+            "target": [f"target/{n}" for n in rgba_names],
+        })
+    return {"version": MANIFEST_VERSION, "generator": "conr synth", "seed": seed, "size": size,
+            "projection": projection, "torch": torch.__version__, "characters": chars}
