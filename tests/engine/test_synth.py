@@ -1,0 +1,132 @@
+"""Procedural characters, motions and the `conr synth` command, end to end on tiny images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conr.cli import main
+from conr.engine.camera import fit_camera
+from conr.engine.motions import JOINT_LIMITS, dance, procedural_motion, random_poses, walk
+from conr.engine.procedural import HUMANOID_BONES, character
+from conr.engine.renderer import render_rgba
+from conr.engine.scene import pose_by_motion
+
+
+@pytest.fixture(scope="module")
+def girl():
+    return character(3)
+
+
+def test_characters_vary_by_seed_and_are_deterministic() -> None:
+    a, b, a2 = character(1)[0], character(2)[0], character(1)[0]
+    assert a == a2
+    assert a != b
+    styles = {character(s)[0].hair_style for s in range(12)}
+    assert len(styles) >= 3
+
+
+def test_character_mesh_is_well_formed(girl) -> None:
+    spec, mesh = girl
+    assert mesh.faces.max() < mesh.vertices.shape[0]
+    assert torch.allclose(mesh.weights.sum(1), torch.ones(mesh.vertices.shape[0]), atol=1e-5)
+    assert mesh.skeleton.names == HUMANOID_BONES
+    height = float(mesh.vertices[:, 1].max() - mesh.vertices[:, 1].min())
+    assert 1.3 < height < 1.8
+    # Hair colour and eye colour are both present among the face colours.
+    cols = {tuple(round(float(c), 3) for c in row) for row in mesh.face_colors}
+    assert tuple(round(c, 3) for c in spec.hair) in cols and tuple(round(c, 3) for c in spec.eyes) in cols
+
+
+def test_rgba_render_has_character_on_transparent_background(girl) -> None:
+    spec, mesh = girl
+    cam = fit_camera(mesh.vertices, 96, 96)
+    rgba = render_rgba(mesh, mesh.vertices, cam)
+    alpha = rgba[..., 3]
+    assert alpha[0].max() == 0 and alpha[:, 0].max() == 0  # a transparent border
+    assert 0.05 < float((alpha > 0.5).float().mean()) < 0.6
+    # Head near the top: the hair colour dominates the top rows of the figure.
+    rows = torch.nonzero(alpha.max(1).values > 0.5).squeeze(1)
+    top = rgba[rows[0] + 4, :, :3][alpha[rows[0] + 4] > 0.9]
+    hair = torch.tensor(spec.hair)
+    assert torch.any((top - hair).abs().max(1).values < 0.3)
+
+
+def test_motions_are_proper_rotations_and_walk_alternates_legs() -> None:
+    m = walk(30)
+    r = m.rotations
+    assert torch.allclose(r @ r.transpose(-1, -2), torch.eye(3).expand_as(r), atol=1e-5)
+    li, ri = HUMANOID_BONES.index("leftUpperLeg"), HUMANOID_BONES.index("rightUpperLeg")
+    # Forward swing shows as the thigh's down vector gaining +z; the legs are in opposite phase.
+    down = torch.tensor([0.0, -1.0, 0.0])
+    lz, rz = (r[:, li] @ down)[:, 2], (r[:, ri] @ down)[:, 2]
+    assert lz.max() > 0.3 and rz.max() > 0.3
+    assert float((lz * rz).mean()) < 0
+    assert dance(20).num_frames == 20
+
+
+def test_random_poses_respect_joint_limits() -> None:
+    m = random_poses(16, seed=5)
+    e = m.rotations
+    knee = HUMANOID_BONES.index("leftLowerLeg")
+    # A knee only bends backwards: the shin's down vector never gains +z.
+    shin = e[:, knee] @ torch.tensor([0.0, -1.0, 0.0])
+    assert torch.all(shin[:, 2] <= 1e-6)
+    assert JOINT_LIMITS["leftLowerLeg"][0] == (0, 110)
+    assert not torch.allclose(m.rotations[0], m.rotations[1])
+
+
+def test_posed_sequence_keeps_feet_on_the_ground(girl) -> None:
+    _, mesh = girl
+    posed, missing = pose_by_motion(mesh, procedural_motion("walk", 10))
+    assert missing == []
+    floor = posed[..., 1].min(1).values
+    assert float(floor.max() - floor.min()) < 0.08
+
+
+def _run_synth(out: Path, *extra: str) -> int:
+    return main(["synth", str(out), "--size", "48", "--frames", "2", "--views", "2", "--seed", "7", *extra])
+
+
+def test_synth_writes_manifest_sheets_udp_and_targets(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    assert _run_synth(out, "--motion", "wave") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    ch = manifest["characters"][0]
+    assert ch["seed"] == 7 and ch["motion"] == {"name": "wave", "frames": 2, "fps": 30.0}
+    assert len(ch["sheet"]) == 2 and len(ch["udp"]) == 2 and len(ch["target"]) == 2
+    sheet = cv2.imread(str(out / ch["id"] / ch["sheet"][0]["file"]), cv2.IMREAD_UNCHANGED)
+    assert sheet.shape == (48, 48, 4) and sheet[..., 3].max() == 255 and sheet[0, 0, 3] == 0
+    udp = np.load(out / ch["id"] / ch["udp"][0])["i"]
+    assert udp.shape == (48, 48, 4) and udp.dtype == np.float32
+    vis = udp[..., 3]
+    assert set(np.unique(vis)) == {0.0, 1.0}
+    assert np.all(udp[vis == 0] == 0) and udp.max() <= 1
+    target = cv2.imread(str(out / ch["id"] / ch["target"][0]), cv2.IMREAD_UNCHANGED)
+    # The target's silhouette contains the UDP's (the outline only adds pixels around it).
+    assert np.all(target[..., 3][vis == 1] > 0)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_synth_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    assert _run_synth(tmp_path / "a") == 0 and _run_synth(tmp_path / "b") == 0
+    for f in sorted((tmp_path / "a").rglob("*")):
+        if f.suffix == ".npz":
+            assert np.array_equal(np.load(f)["i"], np.load(tmp_path / "b" / f.relative_to(tmp_path / "a"))["i"])
+        elif f.is_file():
+            assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes(), f
+
+
+def test_synth_refuses_a_non_empty_folder(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert _run_synth(out) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "--overwrite" in err
+    assert (out / "keep.txt").read_text() == "mine"
