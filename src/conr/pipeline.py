@@ -137,8 +137,10 @@ class Renderer:
         self.model = model.eval().to(self.device)
         self.precision = precision
         self.size = size or model.cfg.image_size
-        if self.size % 32:
-            raise ConrError(f"render size {self.size} is not a multiple of 32", hint="use e.g. 256 or 512")
+        # The coarsest shader level works at 1/32 of the size and itself downsamples by 4.
+        if self.size % 128 or self.size <= 0:
+            raise ConrError(f"render size {self.size} is not a positive multiple of 128",
+                            hint="use 256 (as trained), 384 or 512")
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str | torch.device = "auto", **kw) -> "Renderer":
