@@ -35,7 +35,7 @@ def render_udp(mesh: SkinnedMesh, posed: Tensor, camera: Camera, normalizer: UDP
     """(H, W, 4) float32 UDP frame of the mesh posed at (V, 3) `posed`."""
     faces = mesh.faces.to(posed.device)
     frags = rasterize_mesh(posed, faces, camera)
-    return udp_from_fragments(frags, faces, mesh.vertices.to(posed.device), normalizer)
+    return udp_from_fragments(frags, faces, mesh.rest_vertices().to(posed.device), normalizer)
 
 
 def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:

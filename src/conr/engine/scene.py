@@ -70,7 +70,7 @@ def _to_device(mesh: SkinnedMesh, device: torch.device | str) -> SkinnedMesh:
         return mesh
     return SkinnedMesh(mesh.vertices.to(device), mesh.faces.to(device), mesh.joints.to(device), mesh.weights.to(device),
                        mesh.skeleton, mesh.face_colors.to(device), mesh.face_unlit.to(device), mesh.inverse_bind.to(device),
-                       list(mesh.warnings))
+                       list(mesh.warnings), mesh.rest_vertices().to(device))
 
 
 def camera_dict(camera: Camera) -> dict:

@@ -23,6 +23,7 @@ class SkinnedMesh:
     face_unlit: Tensor | None = None  # (F,) bool: drawn without shading (eyes, highlights)
     inverse_bind: Tensor | None = None  # (J, 4, 4); default: inverse of the rest globals
     warnings: list[str] = field(default_factory=list)
+    _rest: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.face_unlit is None:
@@ -33,6 +34,12 @@ class SkinnedMesh:
     @property
     def num_faces(self) -> int:
         return int(self.faces.shape[0])
+
+    def rest_vertices(self) -> Tensor:
+        """(V, 3) the mesh in the skeleton's rest pose: the coordinates a UDP encodes."""
+        if self._rest is None:
+            self._rest = self.pose(self.skeleton.rest_global())
+        return self._rest
 
     def skin_matrices(self, global_transforms: Tensor) -> Tensor:
         """(..., J, 4, 4) posed globals -> (..., J, 4, 4) bind-to-posed transforms."""

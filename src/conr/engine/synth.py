@@ -81,7 +81,7 @@ def _build(root: Path, seed: int, count: int, motion_name: str, frames: int | No
         cseed = seed + k
         cid = f"char_{k:04d}"
         spec, mesh = character(cseed, detail)
-        norm = UDPNormalizer.from_vertices(mesh.vertices)
+        norm = UDPNormalizer.from_vertices(mesh.rest_vertices())
         log(f"{cid}: seed {cseed}, {spec.hair_style} hair, {mesh.num_faces} triangles")
 
         # Sheet: one A-pose, several views, each framed on its own.

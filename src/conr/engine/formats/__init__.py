@@ -1,0 +1,42 @@
+"""Readers for character models (glTF/GLB/VRM, PMX) and motions (BVH, glTF animations, VMD)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from conr.engine.skinning import SkinnedMesh
+from conr.errors import ConrError
+
+MODEL_SUFFIXES = (".glb", ".gltf", ".vrm")
+MOTION_SUFFIXES = (".bvh", ".glb", ".gltf", ".vrm")
+
+
+@dataclass
+class Model:
+    mesh: SkinnedMesh
+    humanoid: dict[str, int]  # canonical bone -> joint index
+    animations: list  # formats.gltf.NodeAnimation
+    path: Path
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_model(path: str | Path) -> Model:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise ConrError("model file not found", path=path, hint="check the path")
+    if suffix in (".glb", ".gltf", ".vrm"):
+        from conr.engine.formats.gltf import load_gltf
+
+        g = load_gltf(path)
+        return Model(g.mesh, g.humanoid, g.animations, path, g.warnings)
+    raise ConrError(f"unsupported model format {suffix or '(no extension)'!r}", path=path,
+                    hint=f"use one of {', '.join(MODEL_SUFFIXES)}")
+
+
+def rest_globals_with_animation(model: Model, index: int) -> torch.Tensor:
+    """(T, J, 4, 4) global transforms of one of the model's own animations."""
+    return model.mesh.skeleton.global_from_local(model.animations[index].local)

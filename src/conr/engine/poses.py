@@ -1,0 +1,176 @@
+"""Model + motion -> a folder of UDP frames (what `conr render` reads), via retargeting.
+
+Output folder (built beside the target and renamed into place when complete):
+    00000.npz ...        UDP frames, key 'i', float32 (H, W, 4)
+    preview/00000.png    optional cel-shaded RGBA of the same frames
+    poses.json           model, motion, frame rate, camera, UDP normalisation, warnings
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from conr.engine.formats import MOTION_SUFFIXES, Model, load_model
+from conr.engine.motions import PROCEDURAL
+from conr.engine.procedural import HUMANOID_BONES, humanoid_skeleton
+from conr.engine.retarget import match_humanoid, retarget
+from conr.engine.scene import camera_dict, sequence_camera, write_frames
+from conr.engine.udp import UDPNormalizer
+from conr.errors import ConrError
+from conr.io import atomic_write_bytes
+
+PROCEDURAL_NAMES = tuple(PROCEDURAL) + ("random",)
+
+
+@dataclass
+class MotionSource:
+    """A motion as global transforms of its own skeleton, before retargeting."""
+
+    rest: torch.Tensor  # (J, 4, 4) global rest transforms
+    globals: torch.Tensor  # (T, J, 4, 4)
+    bones: dict[str, int]  # canonical name -> joint index
+    fps: float
+    name: str
+    warnings: list[str]
+
+
+def procedural_source(name: str, frames: int | None, seed: int) -> MotionSource:
+    from conr.engine.motions import procedural_motion
+
+    skel, _ = humanoid_skeleton()
+    m = procedural_motion(name, frames, seed)
+    g = skel.forward(m.rotations, m.root_translation)
+    return MotionSource(skel.rest_global(), g, {b: i for i, b in enumerate(HUMANOID_BONES)}, m.fps, name, [])
+
+
+def load_motion_source(spec: str, model: Model, fps: float | None, frames: int | None, seed: int,
+                       animation: str | None) -> tuple[MotionSource | None, torch.Tensor | None]:
+    """Either a source to retarget, or (for the model's own animation) its global transforms directly."""
+    if spec in PROCEDURAL_NAMES:
+        return procedural_source(spec, frames, seed), None
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise ConrError("motion file not found", path=path,
+                        hint=f"give a {', '.join(MOTION_SUFFIXES)} file or one of: {', '.join(PROCEDURAL_NAMES)}")
+    if suffix == ".bvh":
+        from conr.engine.formats.bvh import load_bvh
+
+        bvh = load_bvh(path)
+        pick = _resample(bvh.num_frames, bvh.fps, fps, frames)
+        bones = match_humanoid(bvh.skeleton.names)
+        notes = []
+        unknown = [n for i, n in enumerate(bvh.skeleton.names) if i not in bones.values() and bvh.channels[i]]
+        if "hips" not in bones:
+            raise ConrError("no hips bone recognised in the BVH skeleton", path=path,
+                            hint="rename the root joint to Hips (see the bone-name map in docs/engine.md)")
+        if unknown:
+            notes.append(f"{path.name}: ignored {len(unknown)} joints with no humanoid equivalent: {', '.join(unknown)}")
+        return MotionSource(bvh.skeleton.rest_global(), bvh.global_transforms(pick).float(), bones,
+                            fps or bvh.fps, path.name, notes), None
+    if suffix in (".glb", ".gltf", ".vrm"):
+        same = path.resolve() == model.path.resolve()
+        src_model = model if same else load_model(path)
+        if not src_model.animations:
+            raise ConrError("the file has no animations", path=path, hint="export it with its animation, or use a BVH")
+        idx = _pick_animation(src_model, animation, path)
+        anim = src_model.animations[idx]
+        pick = _resample(anim.local.shape[0], anim.fps, fps, frames)
+        g = src_model.mesh.skeleton.global_from_local(anim.local[torch.as_tensor(pick)])
+        if same:
+            return None, g
+        return MotionSource(src_model.mesh.skeleton.rest_global(), g, src_model.humanoid, fps or anim.fps,
+                            f"{path.name}#{anim.name}", list(src_model.warnings)), None
+    raise ConrError(f"unsupported motion format {suffix or '(no extension)'!r}", path=path,
+                    hint=f"use one of {', '.join(MOTION_SUFFIXES)} or a procedural motion: {', '.join(PROCEDURAL_NAMES)}")
+
+
+def _pick_animation(model: Model, animation: str | None, path: Path) -> int:
+    if animation is None:
+        return 0
+    names = [a.name for a in model.animations]
+    if animation in names:
+        return names.index(animation)
+    if animation.isdigit() and int(animation) < len(names):
+        return int(animation)
+    raise ConrError(f"no animation named {animation!r}", path=path, hint=f"available: {', '.join(names)}")
+
+
+def _resample(count: int, src_fps: float, fps: float | None, frames: int | None) -> np.ndarray:
+    """Source frame indices for the output frames (nearest frame at the output rate)."""
+    if fps is None or abs(fps - src_fps) < 1e-6:
+        idx = np.arange(count)
+    else:
+        n = max(1, int(np.floor((count - 1) / src_fps * fps)) + 1)
+        idx = np.clip(np.round(np.arange(n) * src_fps / fps).astype(int), 0, count - 1)
+    return idx[:frames] if frames else idx
+
+
+def make_poses(
+    model_path: str | Path,
+    motion: str,
+    out_dir: str | Path,
+    size: int = 512,
+    fps: float | None = None,
+    frames: int | None = None,
+    yaw: float = 0.0,
+    projection: str = "perspective",
+    preview: bool = False,
+    animation: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    device: str = "cpu",
+    warn: Callable[[str], None] = lambda s: None,
+) -> dict:
+    out = Path(out_dir)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
+        raise ConrError("output folder already exists and is not empty", path=out,
+                        hint="choose a new folder or pass --overwrite to replace it")
+    if size < 16:
+        raise ConrError(f"--size must be at least 16, got {size}")
+    model = load_model(model_path)
+    for w in model.warnings:
+        warn(f"{Path(model_path).name}: {w}")
+    src, direct = load_motion_source(motion, model, fps, frames, seed, animation)
+    mesh = model.mesh
+    if direct is not None:
+        g, out_fps, motion_name = direct, fps or model.animations[0].fps, f"{Path(motion).name} (own animation)"
+    else:
+        for w in src.warnings:
+            warn(w)
+        if "hips" not in model.humanoid:
+            raise ConrError("cannot find the model's hips bone to retarget onto", path=model_path,
+                            hint="use a VRM, or name bones like Hips/Spine/LeftUpperArm (see docs/engine.md)")
+        g, missing = retarget(src.rest, src.globals, src.bones, mesh.skeleton, model.humanoid)
+        if missing:
+            warn(f"{Path(model_path).name}: the motion moves bones the model lacks: {', '.join(missing)}")
+        out_fps, motion_name = src.fps, src.name
+    posed = torch.cat([mesh.pose(g[i:i + 16]) for i in range(0, g.shape[0], 16)])
+    norm = UDPNormalizer.from_vertices(mesh.rest_vertices())
+    cam = sequence_camera(posed, size, yaw=yaw, projection=projection)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        udp, rgba = write_frames(mesh, posed, cam, norm, tmp, tmp / "preview" if preview else None, device)
+        manifest = {"version": 1, "generator": "conr poses", "model": str(model_path), "motion": motion_name,
+                    "fps": out_fps, "frames": udp, "preview": [f"preview/{n}" for n in rgba], "size": size,
+                    "camera": camera_dict(cam), "udp_normalizer": norm.to_dict(), "triangles": mesh.num_faces,
+                    "humanoid_bones": sorted(model.humanoid)}
+        atomic_write_bytes(tmp / "poses.json", json.dumps(manifest, indent=1).encode())
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return manifest

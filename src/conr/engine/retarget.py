@@ -1,0 +1,165 @@
+"""Matching bone names to the canonical humanoid, and retargeting motion between skeletons.
+
+Retargeting transfers, for every canonical bone both skeletons have, the change of its global
+rotation from the source rest pose; a per-bone rest alignment makes a T-pose source drive an
+A-pose target; both are turned to face the same way first. Hip motion scales by hip height.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import Tensor
+
+from conr.engine.procedural import HUMANOID_BONES
+from conr.engine.skeleton import Skeleton
+from conr.engine.transforms import rotation_between
+
+# Name stems (after removing side markers, separators and case) for each canonical bone, best first.
+_CENTRE = {
+    "hips": ["hips", "hip", "pelvis", "center", "centre"],
+    "spine": ["spine", "spine0", "spine01", "abdomen", "lowerback", "spinelower", "torso"],
+    "chest": ["chest", "spine2", "spine1", "spine02", "upperchest", "spine3", "chest1", "spineupper", "thorax"],
+    "neck": ["neck", "neck1", "neck01"],
+    "head": ["head"],
+}
+_SIDED = {
+    "Shoulder": ["shoulder", "collar", "clavicle"],
+    "UpperArm": ["upperarm", "arm", "uparm", "shldr", "humerus"],
+    "LowerArm": ["forearm", "lowerarm", "lowarm", "elbow", "radius"],
+    "Hand": ["hand", "wrist"],
+    "UpperLeg": ["upperleg", "upleg", "thigh", "femur", "hip"],
+    "LowerLeg": ["lowerleg", "leg", "lowleg", "shin", "knee", "calf", "tibia"],
+    "Foot": ["foot", "ankle"],
+    "Toes": ["toes", "toe", "toebase", "ball"],
+}
+# Each canonical bone's child, for rest-pose bone directions.
+_CHILD = {"hips": "spine", "spine": "chest", "chest": "neck", "neck": "head"}
+for _s in ("left", "right"):
+    _CHILD.update({f"{_s}Shoulder": f"{_s}UpperArm", f"{_s}UpperArm": f"{_s}LowerArm", f"{_s}LowerArm": f"{_s}Hand",
+                   f"{_s}UpperLeg": f"{_s}LowerLeg", f"{_s}LowerLeg": f"{_s}Foot", f"{_s}Foot": f"{_s}Toes"})
+
+
+def split_name(raw: str) -> tuple[str | None, str]:
+    """('left' | 'right' | None, stem) for a bone name such as 'mixamorig:LeftUpLeg' or 'J_Bip_L_UpperArm'."""
+    s = re.split(r"[:|]", raw)[-1]
+    s = re.sub(r"^(J_Bip_|J_Adj_|ValveBiped\.Bip01_|Bip01[ _]|Bip001[ _])", "", s, flags=re.I)
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", s)  # camelCase -> words
+    tokens = [t for t in re.split(r"[^a-z0-9]+", s.lower()) if t]
+    side = None
+    for i in (0, -1):
+        if tokens and tokens[i] in ("left", "l", "right", "r"):
+            side = "left" if tokens[i] in ("left", "l") else "right"
+            tokens.pop(i)
+            break
+    if side is None and tokens:
+        for prefix in ("left", "right"):
+            if tokens[0].startswith(prefix) and len(tokens[0]) > len(prefix):
+                side, tokens[0] = prefix, tokens[0][len(prefix):]
+                break
+    if tokens and tokens[0] == "c":  # VRoid centre marker
+        tokens.pop(0)
+    return side, "".join(tokens)
+
+
+def match_humanoid(names: list[str]) -> dict[str, int]:
+    """Canonical bone -> index into `names`, by common naming schemes; unmatched bones are absent."""
+    parsed = [split_name(n) for n in names]
+    out: dict[str, int] = {}
+    for bone, stems in _CENTRE.items():
+        for stem in stems:
+            hit = [i for i, (side, st) in enumerate(parsed) if side is None and st == stem and i not in out.values()]
+            if hit:
+                out[bone] = hit[0]
+                break
+    for side in ("left", "right"):
+        for part, stems in _SIDED.items():
+            for stem in stems:
+                hit = [i for i, (sd, st) in enumerate(parsed) if sd == side and st == stem and i not in out.values()]
+                if hit:
+                    out[side + part] = hit[0]
+                    break
+    return out
+
+
+def _facing(pos: Tensor, bones: dict[str, int]) -> Tensor | None:
+    """Horizontal forward direction of a rest pose: the character's left crossed with up."""
+    for a, b in (("leftUpperLeg", "rightUpperLeg"), ("leftUpperArm", "rightUpperArm"), ("leftShoulder", "rightShoulder")):
+        if a in bones and b in bones:
+            left = pos[bones[a]] - pos[bones[b]]
+            fwd = torch.linalg.cross(left, torch.tensor([0.0, 1.0, 0.0], dtype=pos.dtype))
+            fwd[1] = 0
+            if fwd.norm() > 1e-6:
+                return fwd / fwd.norm()
+    return None
+
+
+def _rotation_part(m: Tensor) -> Tensor:
+    r = m[..., :3, :3]
+    return r / r.norm(dim=-2, keepdim=True).clamp_min(1e-12)
+
+
+def retarget(
+    src_rest: Tensor,
+    src_global: Tensor,
+    src_bones: dict[str, int],
+    dst: Skeleton,
+    dst_bones: dict[str, int],
+) -> tuple[Tensor, list[str]]:
+    """Drive skeleton `dst` with a source motion.
+
+    src_rest (Js, 4, 4) and src_global (T, Js, 4, 4) are the source's global transforms at rest and
+    per frame; *_bones map canonical names to joint indices. Returns (T, Jd, 4, 4) target global
+    transforms and the canonical bones the source animates but the target lacks.
+    """
+    src_rest, src_global = src_rest.double(), src_global.double()
+    frames = src_global.shape[0]
+    dst_rest = dst.rest_global().double()
+    sp, dp = src_rest[:, :3, 3], dst_rest[:, :3, 3]
+    fs, fd = _facing(sp, src_bones), _facing(dp, dst_bones)
+    turn = rotation_between(fs, fd) if fs is not None and fd is not None else torch.eye(3, dtype=torch.float64)
+    shared = [b for b in HUMANOID_BONES if b in src_bones and b in dst_bones]
+    missing = [b for b in HUMANOID_BONES if b in src_bones and b not in dst_bones]
+
+    desired: dict[int, Tensor] = {}
+    for b in shared:
+        i, j = src_bones[b], dst_bones[b]
+        delta = turn @ _rotation_part(src_global[:, i]) @ _rotation_part(src_rest[i]).T @ turn.T  # (T, 3, 3)
+        align = torch.eye(3, dtype=torch.float64)
+        c = _CHILD.get(b)
+        if c in src_bones and c in dst_bones:
+            ds = turn @ (sp[src_bones[c]] - sp[i])
+            dd = dp[dst_bones[c]] - dp[j]
+            if ds.norm() > 1e-9 and dd.norm() > 1e-9:
+                align = rotation_between(dd, ds)
+        desired[j] = delta @ align @ _rotation_part(dst_rest[j])
+
+    hip_shift = torch.zeros(frames, 3, dtype=torch.float64)
+    if "hips" in shared:
+        scale = _leg_height(dp, dst_bones) / max(_leg_height(sp, src_bones), 1e-9)
+        hip_shift = (src_global[:, src_bones["hips"], :3, 3] - sp[src_bones["hips"]]) @ turn.T * scale
+
+    rest_local = dst.rest_local.double()
+    out: list[Tensor] = []
+    for j, p in enumerate(dst.parents):
+        parent = out[p] if p >= 0 else torch.eye(4, dtype=torch.float64).expand(frames, 4, 4)
+        g = parent @ rest_local[j]
+        if j in desired:
+            # Replace the rotation, keep each column's length (scale) from the rest chain.
+            lengths = g[:, :3, :3].norm(dim=-2, keepdim=True)
+            g = g.clone()
+            g[:, :3, :3] = desired[j] * lengths
+        if "hips" in dst_bones and j == dst_bones["hips"]:
+            g = g.clone()
+            g[:, :3, 3] = g[:, :3, 3] + hip_shift
+        out.append(g)
+    return torch.stack(out, 1).float(), missing
+
+
+def _leg_height(pos: Tensor, bones: dict[str, int]) -> float:
+    if "hips" not in bones:
+        return 1.0
+    feet = [pos[bones[f], 1] for f in ("leftFoot", "rightFoot") if f in bones]
+    ground = min(float(f) for f in feet) if feet else 0.0
+    return max(float(pos[bones["hips"], 1]) - ground, 1e-6)

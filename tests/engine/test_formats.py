@@ -1,0 +1,277 @@
+"""glTF/GLB/VRM and BVH readers, retargeting and `conr poses`, on small files written by the tests."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conr.cli import main
+from conr.engine.formats import load_model
+from conr.engine.formats.bvh import load_bvh
+from conr.engine.motions import procedural_motion
+from conr.engine.procedural import HUMANOID_BONES, character, humanoid_skeleton
+from conr.engine.renderer import render_udp
+from conr.engine.retarget import match_humanoid, split_name
+from conr.engine.scene import pose_by_motion, sequence_camera
+from conr.engine.transforms import axis_rotation, matrix_to_quat
+from conr.engine.udp import UDPNormalizer
+from conr.errors import ConrError
+
+from .writers import mesh_to_glb, write_bvh
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def girl():
+    return character(11, detail=0.5)[1]
+
+
+@pytest.fixture(scope="module")
+def glb(girl, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "girl.glb"
+    mesh_to_glb(girl, path)
+    return path
+
+
+def udp_frames(folder: Path) -> np.ndarray:
+    return np.stack([np.load(f)["i"] for f in sorted(folder.glob("*.npz"))])
+
+
+def direct_udp(mesh, posed: torch.Tensor) -> np.ndarray:
+    """The reference: render the procedural character posed directly, with the same framing rule."""
+    cam = sequence_camera(posed, SIZE)
+    norm = UDPNormalizer.from_vertices(mesh.rest_vertices())
+    return np.stack([render_udp(mesh, p, cam, norm).numpy() for p in posed])
+
+
+def assert_same_frames(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.shape == b.shape
+    # Float round-off may flip a pixel on a silhouette; everything else must match.
+    agree = (a[..., 3] == b[..., 3]).mean()
+    assert agree > 0.997, agree
+    both = (a[..., 3] == 1) & (b[..., 3] == 1)
+    diff = np.abs(a[both] - b[both]).max(1)
+    # Where thin layers overlap (eyes on the face) round-off can pick the other layer at a few pixels.
+    assert (diff > 0.01).mean() < 0.01
+    assert np.median(diff) < 1e-3
+
+
+def test_glb_round_trip_keeps_mesh_colours_and_bones(girl, glb) -> None:
+    model = load_model(glb)
+    assert torch.allclose(model.mesh.rest_vertices(), girl.vertices, atol=1e-5)
+    assert model.mesh.num_faces == girl.num_faces
+    assert set(model.humanoid) == set(HUMANOID_BONES)
+    # Colours survive the linear-factor round trip (face order is per material, so compare as sets).
+    a = {tuple(c) for c in girl.face_colors.numpy().round(2).tolist()}
+    b = {tuple(c) for c in model.mesh.face_colors.numpy().round(2).tolist()}
+    assert a == b
+    assert model.warnings == []
+
+
+def test_poses_with_procedural_motion_on_glb_matches_direct_render(girl, glb, tmp_path) -> None:
+    out = tmp_path / "walk"
+    assert main(["poses", str(glb), "walk", "-o", str(out), "--size", str(SIZE), "--frames", "3"]) == 0
+    posed, _ = pose_by_motion(girl, procedural_motion("walk", None))
+    assert_same_frames(udp_frames(out), direct_udp(girl, posed[:3]))
+    manifest = json.loads((out / "poses.json").read_text())
+    assert manifest["frames"] == ["00000.npz", "00001.npz", "00002.npz"]
+    assert manifest["udp_normalizer"]["extent"] > 1.0
+
+
+def test_glb_own_animation_bends_the_elbow(girl, tmp_path) -> None:
+    path = tmp_path / "anim.glb"
+    angles = torch.tensor([0.0, math.pi / 4, math.pi / 2])
+    quats = matrix_to_quat(axis_rotation("Y", -angles)).numpy()  # left elbow bends forward
+    mesh_to_glb(girl, path, animation={"leftLowerArm": quats})
+    model = load_model(path)
+    assert len(model.animations) == 1 and model.animations[0].local.shape[0] == 3
+    out = tmp_path / "own"
+    assert main(["poses", str(path), str(path), "-o", str(out), "--size", str(SIZE)]) == 0
+    rot = girl.skeleton.identity_pose(3)
+    rot[:, HUMANOID_BONES.index("leftLowerArm")] = axis_rotation("Y", -angles)
+    posed = girl.pose(girl.skeleton.forward(rot))
+    assert_same_frames(udp_frames(out), direct_udp(girl, posed))
+
+
+BVH_NAMES = ["Hips", "Spine", "Spine1", "Neck", "Head",
+             "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand", "RightShoulder", "RightArm", "RightForeArm", "RightHand",
+             "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToeBase", "RightUpLeg", "RightLeg", "RightFoot", "RightToeBase"]
+
+
+def bvh_of_humanoid(path: Path, frames: np.ndarray, extra_thumb: bool = False, height: float = 1.0) -> None:
+    """The procedural skeleton in centimetres, with Mixamo/CMU-style names."""
+    skel, _ = humanoid_skeleton(height)
+    offsets = skel.rest_local[:, :3, 3].numpy() * 100
+    names, parents = list(BVH_NAMES), list(skel.parents)
+    if extra_thumb:  # a joint with no humanoid equivalent, as the last child of the left hand
+        names.insert(9, "LeftHandThumb1")
+        parents = parents[:9] + [8] + [p + 1 if p >= 9 else p for p in parents[9:]]
+        offsets = np.insert(offsets, 9, [3.0, 0, 2.0], axis=0)
+        frames = np.insert(frames, 3 + 3 * 9, 0.0, axis=1)
+        frames = np.insert(frames, 3 + 3 * 9, 0.0, axis=1)
+        frames = np.insert(frames, 3 + 3 * 9, 0.0, axis=1)
+    write_bvh(path, names, parents, offsets, frames)
+
+
+def test_bvh_names_map_to_the_humanoid() -> None:
+    assert split_name("mixamorig:LeftUpLeg") == ("left", "upleg")
+    assert split_name("J_Bip_R_LowerArm") == ("right", "lowerarm")
+    assert split_name("lShldr") == ("left", "shldr")
+    m = match_humanoid(BVH_NAMES)
+    assert set(m) == set(HUMANOID_BONES)
+    assert BVH_NAMES[m["chest"]] == "Spine1" and BVH_NAMES[m["leftUpperLeg"]] == "LeftUpLeg"
+
+
+def test_bvh_reader_gives_forward_kinematics(tmp_path) -> None:
+    frames = np.zeros((2, 3 + 3 * 21))
+    frames[:, :3] = [0, 80, 0]
+    frames[1, 3 + 3 * 6] = -90  # LeftArm Z rotation (first of ZXY)
+    path = tmp_path / "m.bvh"
+    bvh_of_humanoid(path, frames)
+    bvh = load_bvh(path)
+    assert bvh.num_frames == 2 and abs(bvh.fps - 30) < 1e-3
+    g = bvh.global_transforms()
+    hand = BVH_NAMES.index("LeftHand")
+    arm = BVH_NAMES.index("LeftArm")
+    # Arm pointing down: the hand is straight below the shoulder joint by the arm's length.
+    d = g[1, hand, :3, 3] - g[1, arm, :3, 3]
+    assert torch.allclose(d, torch.tensor([0.0, -40.5, 0.0], dtype=d.dtype), atol=1e-3)
+
+
+def test_bvh_motion_retargets_onto_glb(girl, glb, tmp_path, capsys) -> None:
+    frames = np.zeros((2, 3 + 3 * 21))
+    hip = 80 * character(11)[0].height
+    frames[:, :3] = [0, hip, 0]
+    frames[1, :3] = [10, hip - 5, 0]  # hips move 10 cm aside, 5 cm down
+    frames[1, 3 + 3 * 6] = -90  # LeftArm down
+    frames[1, 3 + 3 * 14 + 1] = 60  # LeftLeg (knee) bends back: X is the second of ZXY
+    path = tmp_path / "clip.bvh"
+    # Same proportions as the model, so the retargeted pose must equal the directly posed one.
+    bvh_of_humanoid(path, frames, extra_thumb=True, height=character(11)[0].height)
+    out = tmp_path / "bvh"
+    assert main(["poses", str(glb), str(path), "-o", str(out), "--size", str(SIZE)]) == 0
+    assert "LeftHandThumb1" in capsys.readouterr().err
+    rot = girl.skeleton.identity_pose(2)
+    rot[1, HUMANOID_BONES.index("leftUpperArm")] = axis_rotation("Z", torch.tensor(-math.pi / 2))
+    rot[1, HUMANOID_BONES.index("leftLowerLeg")] = axis_rotation("X", torch.tensor(math.pi / 3))
+    root = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.05, 0.0]])
+    posed = girl.pose(girl.skeleton.forward(rot, root))
+    assert_same_frames(udp_frames(out), direct_udp(girl, posed))
+
+
+def test_motion_bones_missing_from_model_are_listed_once(girl, tmp_path, capsys) -> None:
+    path = tmp_path / "nofeet.vrm"
+    bones = {b: i for i, b in enumerate(HUMANOID_BONES) if not b.endswith("Toes")}
+    mesh_to_glb(girl, path, vrm=bones)
+    assert main(["poses", str(path), "dance", "-o", str(tmp_path / "o"), "--size", "32", "--frames", "2"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("lacks") == 1 and "leftToes, rightToes" in err
+
+
+def test_missing_texture_warns_with_its_name_and_uses_flat_colour(girl, tmp_path, capsys) -> None:
+    path = tmp_path / "tex.glb"
+    mesh_to_glb(girl, path, texture_uri="hair_diffuse.png")
+    model = load_model(path)
+    assert any("hair_diffuse.png" in w for w in model.warnings)
+    assert main(["poses", str(path), "stand", "-o", str(tmp_path / "o"), "--size", "32"]) == 0
+    assert "hair_diffuse.png" in capsys.readouterr().err
+
+
+def test_poses_writes_previews_when_asked(glb, tmp_path) -> None:
+    out = tmp_path / "p"
+    assert main(["poses", str(glb), "wave", "-o", str(out), "--size", "32", "--frames", "2", "--preview"]) == 0
+    import cv2
+
+    img = cv2.imread(str(out / "preview" / "00001.png"), cv2.IMREAD_UNCHANGED)
+    udp = np.load(out / "00001.npz")["i"]
+    assert img.shape == (32, 32, 4) and np.all(img[..., 3][udp[..., 3] == 1] > 0)
+
+
+# Bad input: each error names the file, the CLI exits 2, and no output folder is left behind.
+
+def _fails(args: list[str], capsys, must_name: str, out: Path) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert must_name in err, err
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}.*"))
+    return err
+
+
+def test_truncated_glb_is_reported(glb, tmp_path, capsys) -> None:
+    bad = tmp_path / "cut.glb"
+    bad.write_bytes(glb.read_bytes()[:5000])
+    err = _fails(["poses", str(bad), "walk", "-o", str(tmp_path / "o")], capsys, str(bad), tmp_path / "o")
+    assert "truncated" in err
+
+
+def test_glb_with_inconsistent_accessor_is_reported(glb, tmp_path, capsys) -> None:
+    data = bytearray(glb.read_bytes())
+    jlen = int.from_bytes(data[12:16], "little")
+    doc = json.loads(data[20:20 + jlen])
+    doc["accessors"][0]["count"] *= 1000
+    js = json.dumps(doc).encode()
+    js += b" " * (-len(js) % 4)
+    rest = bytes(data[20 + jlen:])
+    total = 12 + 8 + len(js) + len(rest)
+    fixed = data[:8] + total.to_bytes(4, "little") + len(js).to_bytes(4, "little") + data[16:20] + js + rest
+    bad = tmp_path / "bad.glb"
+    bad.write_bytes(bytes(fixed))
+    err = _fails(["poses", str(bad), "walk", "-o", str(tmp_path / "o")], capsys, str(bad), tmp_path / "o")
+    assert "accessor 0" in err
+
+
+def test_missing_and_unsupported_files_are_reported(glb, tmp_path, capsys) -> None:
+    out = tmp_path / "o"
+    _fails(["poses", str(tmp_path / "nope.glb"), "walk", "-o", str(out)], capsys, "nope.glb", out)
+    txt = tmp_path / "model.obj"
+    txt.write_text("v 0 0 0\n")
+    _fails(["poses", str(txt), "walk", "-o", str(out)], capsys, "model.obj", out)
+    _fails(["poses", str(glb), str(tmp_path / "missing.bvh"), "-o", str(out)], capsys, "missing.bvh", out)
+    not_json = tmp_path / "junk.gltf"
+    not_json.write_text("hello")
+    _fails(["poses", str(not_json), "walk", "-o", str(out)], capsys, "junk.gltf", out)
+
+
+def test_truncated_and_malformed_bvh_are_reported(glb, tmp_path, capsys) -> None:
+    frames = np.zeros((4, 3 + 3 * 21))
+    path = tmp_path / "clip.bvh"
+    bvh_of_humanoid(path, frames)
+    out = tmp_path / "o"
+    cut = tmp_path / "cut.bvh"
+    cut.write_text("\n".join(path.read_text().splitlines()[:-2]) + "\n")
+    err = _fails(["poses", str(glb), str(cut), "-o", str(out)], capsys, str(cut), out)
+    assert "header says 4 frames, found 2" in err
+    broken = tmp_path / "broken.bvh"
+    broken.write_text(path.read_text().replace("OFFSET", "OFSET", 1))
+    err = _fails(["poses", str(glb), str(broken), "-o", str(out)], capsys, str(broken), out)
+    assert "line 4" in err
+    short = tmp_path / "short.bvh"
+    lines = path.read_text().splitlines()
+    lines[-1] = " ".join(lines[-1].split()[:-1])
+    short.write_text("\n".join(lines) + "\n")
+    err = _fails(["poses", str(glb), str(short), "-o", str(out)], capsys, str(short), out)
+    assert "frame 3 has 65 values, expected 66" in err
+
+
+def test_existing_output_is_not_touched(glb, tmp_path, capsys) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "mine.npz").write_bytes(b"x")
+    assert main(["poses", str(glb), "walk", "-o", str(out), "--size", "32"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "mine.npz").read_bytes() == b"x"
+
+
+def test_load_errors_are_conr_errors(tmp_path) -> None:
+    p = tmp_path / "x.glb"
+    p.write_bytes(b"glTF\x02\x00\x00\x00")
+    with pytest.raises(ConrError) as e:
+        load_model(p)
+    assert e.value.path == p

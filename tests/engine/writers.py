@@ -1,0 +1,149 @@
+"""Minimal writers of real model and motion files, so the readers are tested on genuine bytes."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from conr.engine.skinning import SkinnedMesh
+
+
+class GlbBuilder:
+    """Collects binary arrays as accessors and writes a GLB (or .gltf + .bin) file."""
+
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.views: list[dict] = []
+        self.accessors: list[dict] = []
+
+    def add(self, arr: np.ndarray, kind: str, component: int, normalized: bool = False) -> int:
+        arr = np.ascontiguousarray(arr)
+        while len(self.blob) % 4:
+            self.blob.append(0)
+        self.views.append({"buffer": 0, "byteOffset": len(self.blob), "byteLength": arr.nbytes})
+        self.blob += arr.tobytes()
+        acc = {"bufferView": len(self.views) - 1, "componentType": component, "count": int(arr.shape[0]), "type": kind}
+        if normalized:
+            acc["normalized"] = True
+        if kind in ("VEC3",) and component == 5126:
+            acc["min"] = arr.min(0).tolist()
+            acc["max"] = arr.max(0).tolist()
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+    def document(self, **parts) -> dict:
+        doc = {"asset": {"version": "2.0"}, "scene": 0, "bufferViews": self.views, "accessors": self.accessors,
+               "buffers": [{"byteLength": len(self.blob)}]}
+        doc.update(parts)
+        return doc
+
+    def write_glb(self, path: Path, doc: dict) -> None:
+        js = json.dumps(doc).encode()
+        js += b" " * (-len(js) % 4)
+        blob = bytes(self.blob) + b"\0" * (-len(self.blob) % 4)
+        total = 12 + 8 + len(js) + 8 + len(blob)
+        data = struct.pack("<III", 0x46546C67, 2, total) + struct.pack("<II", len(js), 0x4E4F534A) + js
+        data += struct.pack("<II", len(blob), 0x004E4942) + blob
+        path.write_bytes(data)
+
+
+def mesh_to_glb(mesh: SkinnedMesh, path: Path, animation: dict[str, np.ndarray] | None = None,
+                fps: float = 30.0, texture_uri: str | None = None, vrm: dict[str, int] | None = None) -> None:
+    """Write a skinned mesh (one node per joint, rest translations) as GLB.
+
+    `animation` maps joint name -> (T, 4) xyzw local rotations. `texture_uri` adds a base colour
+    texture that points at that (possibly missing) file. `vrm` adds a VRM 1.0 humanoid map.
+    """
+    b = GlbBuilder()
+    skel = mesh.skeleton
+    rest = skel.rest_local.numpy()
+    nodes = []
+    children: dict[int, list[int]] = {}
+    for j, p in enumerate(skel.parents):
+        children.setdefault(p, []).append(j)
+    for j, name in enumerate(skel.names):
+        node = {"name": name, "translation": rest[j, :3, 3].tolist()}
+        if j in children:
+            node["children"] = children[j]
+        nodes.append(node)
+    mesh_node = len(nodes)
+    ibm = np.linalg.inv(skel.rest_global().numpy()).transpose(0, 2, 1).reshape(-1, 16).astype(np.float32)
+    # Colours: one material per distinct face colour keeps the file small and exact.
+    cols = mesh.face_colors.numpy()
+    uniq, inverse = np.unique(cols.round(4), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    pos = b.add(mesh.vertices.numpy().astype(np.float32), "VEC3", 5126)
+    k = mesh.joints.shape[1]  # at most 4 influences
+    jnt = b.add(np.pad(mesh.joints.numpy(), ((0, 0), (0, 4 - k))).astype(np.uint16), "VEC4", 5123)
+    wts = b.add(np.pad(mesh.weights.numpy(), ((0, 0), (0, max(0, 4 - mesh.weights.shape[1])))).astype(np.float32), "VEC4", 5126)
+    uv = b.add(np.zeros((mesh.vertices.shape[0], 2), np.float32), "VEC2", 5126)
+    faces = mesh.faces.numpy()
+    prims, materials = [], []
+    for k, c in enumerate(uniq):
+        # glTF factors are linear: store the inverse of the sRGB curve so the reader gets `c` back.
+        lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        mat = {"pbrMetallicRoughness": {"baseColorFactor": [*lin.tolist(), 1.0]}}
+        if texture_uri is not None and k == 0:
+            mat["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
+        materials.append(mat)
+        idx = b.add(faces[inverse == k].reshape(-1).astype(np.uint32), "SCALAR", 5125)
+        prims.append({"attributes": {"POSITION": pos, "JOINTS_0": jnt, "WEIGHTS_0": wts, "TEXCOORD_0": uv},
+                      "indices": idx, "material": k})
+    nodes.append({"name": "body", "mesh": 0, "skin": 0})
+    doc_parts = {
+        "scenes": [{"nodes": [j for j, p in enumerate(skel.parents) if p < 0] + [mesh_node]}],
+        "nodes": nodes,
+        "meshes": [{"primitives": prims}],
+        "materials": materials,
+        "skins": [{"joints": list(range(len(skel.names))), "inverseBindMatrices": b.add(ibm, "MAT4", 5126)}],
+    }
+    if texture_uri is not None:
+        doc_parts["textures"] = [{"source": 0}]
+        doc_parts["images"] = [{"uri": texture_uri}]
+    if animation:
+        t = next(iter(animation.values())).shape[0]
+        times = b.add((np.arange(t) / fps).astype(np.float32)[:, None], "SCALAR", 5126)
+        channels, samplers = [], []
+        for name, quats in animation.items():
+            out = b.add(quats.astype(np.float32), "VEC4", 5126)
+            samplers.append({"input": times, "output": out, "interpolation": "LINEAR"})
+            channels.append({"sampler": len(samplers) - 1, "target": {"node": skel.names.index(name), "path": "rotation"}})
+        doc_parts["animations"] = [{"name": "clip", "channels": channels, "samplers": samplers}]
+    if vrm is not None:
+        doc_parts["extensions"] = {"VRMC_vrm": {"humanoid": {"humanBones": {k: {"node": v} for k, v in vrm.items()}}}}
+    b.write_glb(path, b.document(**doc_parts))
+
+
+def write_bvh(path: Path, names: list[str], parents: list[int], offsets: np.ndarray, frames: np.ndarray,
+              frame_time: float = 1 / 30, order: str = "ZXY") -> None:
+    """Root with position + rotation channels, other joints rotation only; frames (T, 3 + 3J).
+
+    Joints must be listed depth-first (children in index order), the order BVH stores channels in.
+    """
+    lines = ["HIERARCHY"]
+
+    def emit(j: int, depth: int) -> None:
+        pad = "  " * depth
+        kind = "ROOT" if parents[j] < 0 else "JOINT"
+        lines.append(f"{pad}{kind} {names[j]}")
+        lines.append(f"{pad}{{")
+        lines.append(f"{pad}  OFFSET {offsets[j][0]:.6f} {offsets[j][1]:.6f} {offsets[j][2]:.6f}")
+        rot = " ".join(f"{a}rotation" for a in order)
+        if parents[j] < 0:
+            lines.append(f"{pad}  CHANNELS 6 Xposition Yposition Zposition {rot}")
+        else:
+            lines.append(f"{pad}  CHANNELS 3 {rot}")
+        kids = [k for k, p in enumerate(parents) if p == j]
+        for k in kids:
+            emit(k, depth + 1)
+        if not kids:
+            lines.extend([f"{pad}  End Site", f"{pad}  {{", f"{pad}    OFFSET 0 0.05 0", f"{pad}  }}"])
+        lines.append(f"{pad}}}")
+
+    emit(0, 0)
+    lines += ["MOTION", f"Frames: {len(frames)}", f"Frame Time: {frame_time:.6f}"]
+    lines += [" ".join(f"{v:.6f}" for v in row) for row in frames]
+    path.write_text("\n".join(lines) + "\n")
