@@ -147,3 +147,94 @@ def write_bvh(path: Path, names: list[str], parents: list[int], offsets: np.ndar
     lines += ["MOTION", f"Frames: {len(frames)}", f"Frame Time: {frame_time:.6f}"]
     lines += [" ".join(f"{v:.6f}" for v in row) for row in frames]
     path.write_text("\n".join(lines) + "\n")
+
+
+MMD_NAMES = {
+    "hips": "センター", "spine": "上半身", "chest": "上半身2", "neck": "首", "head": "頭",
+    "leftShoulder": "左肩", "leftUpperArm": "左腕", "leftLowerArm": "左ひじ", "leftHand": "左手首",
+    "rightShoulder": "右肩", "rightUpperArm": "右腕", "rightLowerArm": "右ひじ", "rightHand": "右手首",
+    "leftUpperLeg": "左足", "leftLowerLeg": "左ひざ", "leftFoot": "左足首", "leftToes": "左つま先",
+    "rightUpperLeg": "右足", "rightLowerLeg": "右ひざ", "rightFoot": "右足首", "rightToes": "右つま先",
+}
+MMD_SCALE = 12.5  # MMD units are about 8 cm
+
+
+def _mmd(p: np.ndarray) -> np.ndarray:
+    """Our right-handed, +Z-facing coordinates to MMD's left-handed, -Z-facing units."""
+    return np.asarray(p, float) * [1, 1, -1] * MMD_SCALE
+
+
+def mesh_to_pmx(mesh: SkinnedMesh, path: Path, texture: str | None = None, leg_ik: bool = True) -> None:
+    """PMX 2.0 (UTF-16 text, 2-byte vertex and bone indices) with standard MMD bone names and leg IK."""
+    out = bytearray()
+
+    def text(s: str) -> None:
+        b = s.encode("utf-16-le")
+        out.extend(struct.pack("<i", len(b)) + b)
+
+    out += b"PMX " + struct.pack("<f", 2.0) + bytes([8, 0, 0, 2, 1, 1, 2, 1, 1])
+    for s in ("girl", "girl", "", ""):
+        text(s)
+    verts = _mmd(mesh.vertices.numpy())
+    joints, weights = mesh.joints.numpy(), mesh.weights.numpy()
+    out += struct.pack("<i", len(verts))
+    for v in range(len(verts)):
+        out += struct.pack("<8f", *verts[v], 0, 0, 0, 0.5, 0.5)
+        w = weights[v]
+        if w[1] == 0:
+            out += bytes([0]) + struct.pack("<h", joints[v, 0])
+        elif len(w) < 3 or w[2] == 0:
+            out += bytes([1]) + struct.pack("<hhf", joints[v, 0], joints[v, 1], w[0])
+        else:
+            j4 = list(joints[v]) + [0] * (4 - len(w))
+            w4 = list(w) + [0.0] * (4 - len(w))
+            out += bytes([2]) + struct.pack("<hhhh4f", *j4, *w4)
+        out += struct.pack("<f", 1.0)
+    cols = mesh.face_colors.numpy()
+    uniq, inverse = np.unique(cols.round(4), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    faces = mesh.faces.numpy()
+    ordered = np.concatenate([faces[inverse == k] for k in range(len(uniq))])
+    out += struct.pack("<i", ordered.size) + ordered.astype(np.uint16).tobytes()
+    textures = [texture] if texture else []
+    out += struct.pack("<i", len(textures))
+    for t in textures:
+        text(t)
+    out += struct.pack("<i", len(uniq))
+    for k, c in enumerate(uniq):
+        text(f"mat{k}"), text("")
+        out += struct.pack("<4f3ff3fB4ff", *c, 1.0, 0, 0, 0, 5.0, *(c * 0.5), 0, 0, 0, 0, 1, 1.0)
+        out += struct.pack("<bbBBB", 0 if (texture and k == 0) else -1, -1, 0, 1, 0)
+        text("")
+        out += struct.pack("<i", int((inverse == k).sum()) * 3)
+    skel = mesh.skeleton
+    rest = skel.rest_global().numpy()[:, :3, 3]
+    bones = [(MMD_NAMES[n], rest[j], skel.parents[j]) for j, n in enumerate(skel.names)]
+    n_bones = len(bones) + (2 if leg_ik else 0)
+    out += struct.pack("<i", n_bones)
+    for name, pos, parent in bones:
+        text(name), text("")
+        out += struct.pack("<3fhiH3f", *_mmd(pos), parent, 0, 0x001A, 0, 0, 0)
+    if leg_ik:
+        for side in ("left", "right"):
+            jp = "左" if side == "left" else "右"
+            text(f"{jp}足ＩＫ"), text("")
+            ankle = skel.names.index(f"{side}Foot")
+            out += struct.pack("<3fhiH3f", *_mmd(rest[ankle]), -1, 0, 0x003E, 0, 0, 0)
+            knee, thigh = skel.names.index(f"{side}LowerLeg"), skel.names.index(f"{side}UpperLeg")
+            out += struct.pack("<hifi", ankle, 40, 1.0, 2)
+            # MMD's knee: bends about x only, between -180 and -0.5 degrees (left-handed).
+            out += struct.pack("<hB6f", knee, 1, -np.pi, 0, 0, -0.5 * np.pi / 180, 0, 0)
+            out += struct.pack("<hB", thigh, 0)
+    out += struct.pack("<iiii", 0, 0, 0, 0)  # morphs, display frames, rigid bodies, joints
+    path.write_bytes(bytes(out))
+
+
+def write_vmd(path: Path, keys: list[tuple[str, int, tuple, tuple]]) -> None:
+    """keys: (bone name, frame, position, quaternion xyzw), all already in MMD's left-handed frame."""
+    out = bytearray(b"Vocaloid Motion Data 0002".ljust(30, b"\0") + "girl".encode("shift_jis").ljust(20, b"\0"))
+    out += struct.pack("<I", len(keys))
+    for name, frame, pos, quat in keys:
+        out += name.encode("shift_jis").ljust(15, b"\0")[:15] + struct.pack("<I3f4f", frame, *pos, *quat) + bytes(64)
+    out += struct.pack("<IIII", 0, 0, 0, 0)
+    path.write_bytes(bytes(out))

@@ -43,6 +43,16 @@ class MotionSource:
     warnings: list[str]
 
 
+@dataclass
+class DirectMotion:
+    """A motion already expressed on the model's own skeleton (its own animation, or VMD on PMX)."""
+
+    globals: torch.Tensor  # (T, J, 4, 4)
+    fps: float
+    name: str
+    warnings: list[str]
+
+
 def procedural_source(name: str, frames: int | None, seed: int) -> MotionSource:
     from conr.engine.motions import procedural_motion
 
@@ -53,10 +63,10 @@ def procedural_source(name: str, frames: int | None, seed: int) -> MotionSource:
 
 
 def load_motion_source(spec: str, model: Model, fps: float | None, frames: int | None, seed: int,
-                       animation: str | None) -> tuple[MotionSource | None, torch.Tensor | None]:
-    """Either a source to retarget, or (for the model's own animation) its global transforms directly."""
+                       animation: str | None) -> MotionSource | DirectMotion:
+    """Either a source to retarget, or a motion on the model's own skeleton."""
     if spec in PROCEDURAL_NAMES:
-        return procedural_source(spec, frames, seed), None
+        return procedural_source(spec, frames, seed)
     path = Path(spec)
     suffix = path.suffix.lower()
     if not path.exists():
@@ -76,7 +86,19 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frames: int |
         if unknown:
             notes.append(f"{path.name}: ignored {len(unknown)} joints with no humanoid equivalent: {', '.join(unknown)}")
         return MotionSource(bvh.skeleton.rest_global(), bvh.global_transforms(pick).float(), bones,
-                            fps or bvh.fps, path.name, notes), None
+                            fps or bvh.fps, path.name, notes)
+    if suffix == ".vmd":
+        from conr.engine.formats.vmd import VMD_FPS, load_vmd
+        from conr.engine.ik import pose_mmd
+
+        vmd = load_vmd(path)
+        if model.rig is None:
+            raise ConrError("VMD motions can only drive PMX models", path=path,
+                            hint="use a .pmx model, or a BVH / glTF motion for this model")
+        pick = _resample(vmd.num_frames, VMD_FPS, fps, frames)
+        g, missing = pose_mmd(model.mesh.skeleton, model.rig, vmd, pick)
+        notes = [f"{model.path.name}: the motion moves bones the model lacks: {', '.join(missing)}"] if missing else []
+        return DirectMotion(g, fps or VMD_FPS, path.name, notes)
     if suffix in (".glb", ".gltf", ".vrm"):
         same = path.resolve() == model.path.resolve()
         src_model = model if same else load_model(path)
@@ -87,9 +109,9 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frames: int |
         pick = _resample(anim.local.shape[0], anim.fps, fps, frames)
         g = src_model.mesh.skeleton.global_from_local(anim.local[torch.as_tensor(pick)])
         if same:
-            return None, g
+            return DirectMotion(g, fps or anim.fps, f"{path.name}#{anim.name}", [])
         return MotionSource(src_model.mesh.skeleton.rest_global(), g, src_model.humanoid, fps or anim.fps,
-                            f"{path.name}#{anim.name}", list(src_model.warnings)), None
+                            f"{path.name}#{anim.name}", list(src_model.warnings))
     raise ConrError(f"unsupported motion format {suffix or '(no extension)'!r}", path=path,
                     hint=f"use one of {', '.join(MOTION_SUFFIXES)} or a procedural motion: {', '.join(PROCEDURAL_NAMES)}")
 
@@ -140,13 +162,13 @@ def make_poses(
     model = load_model(model_path)
     for w in model.warnings:
         warn(f"{Path(model_path).name}: {w}")
-    src, direct = load_motion_source(motion, model, fps, frames, seed, animation)
+    src = load_motion_source(motion, model, fps, frames, seed, animation)
     mesh = model.mesh
-    if direct is not None:
-        g, out_fps, motion_name = direct, fps or model.animations[0].fps, f"{Path(motion).name} (own animation)"
+    for w in src.warnings:
+        warn(w)
+    if isinstance(src, DirectMotion):
+        g, out_fps, motion_name = src.globals, src.fps, src.name
     else:
-        for w in src.warnings:
-            warn(w)
         if "hips" not in model.humanoid:
             raise ConrError("cannot find the model's hips bone to retarget onto", path=model_path,
                             hint="use a VRM, or name bones like Hips/Spine/LeftUpperArm (see docs/engine.md)")

@@ -10,8 +10,8 @@ import torch
 from conr.engine.skinning import SkinnedMesh
 from conr.errors import ConrError
 
-MODEL_SUFFIXES = (".glb", ".gltf", ".vrm")
-MOTION_SUFFIXES = (".bvh", ".glb", ".gltf", ".vrm")
+MODEL_SUFFIXES = (".glb", ".gltf", ".vrm", ".pmx")
+MOTION_SUFFIXES = (".bvh", ".vmd", ".glb", ".gltf", ".vrm")
 
 
 @dataclass
@@ -21,6 +21,7 @@ class Model:
     animations: list  # formats.gltf.NodeAnimation
     path: Path
     warnings: list[str] = field(default_factory=list)
+    rig: object | None = None  # formats.pmx.MmdRig for PMX models (IK, inherited rotation)
 
 
 def load_model(path: str | Path) -> Model:
@@ -33,6 +34,11 @@ def load_model(path: str | Path) -> Model:
 
         g = load_gltf(path)
         return Model(g.mesh, g.humanoid, g.animations, path, g.warnings)
+    if suffix == ".pmx":
+        from conr.engine.formats.pmx import load_pmx
+
+        mesh, humanoid, rig, warnings = load_pmx(path)
+        return Model(mesh, humanoid, [], path, warnings, rig)
     raise ConrError(f"unsupported model format {suffix or '(no extension)'!r}", path=path,
                     hint=f"use one of {', '.join(MODEL_SUFFIXES)}")
 

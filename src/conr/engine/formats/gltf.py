@@ -371,7 +371,7 @@ def _material_colours(doc: _Doc, prim: dict, attrs: dict, tris: np.ndarray, cach
     if img is None or "TEXCOORD_0" not in attrs:
         if name not in warned:
             warned.add(name)
-            messages.append(f"texture {name!r} is missing or unreadable; using a flat colour")
+            messages.append(f"texture '{name}' is missing or unreadable; using a flat colour")
         return base
     uv = doc.accessor(attrs["TEXCOORD_0"])[tris].mean(1)  # (F, 2) face centres
     h, w = img.shape[:2]

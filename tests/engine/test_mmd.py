@@ -1,0 +1,120 @@
+"""PMX models and VMD motions (with leg IK), on small files written by the tests."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conr.cli import main
+from conr.engine.formats import load_model
+from conr.engine.formats.vmd import load_vmd
+from conr.engine.ik import pose_mmd
+from conr.engine.procedural import HUMANOID_BONES, character
+from conr.engine.transforms import axis_rotation
+
+from .test_formats import SIZE, assert_same_frames, direct_udp, udp_frames
+from .writers import MMD_SCALE, mesh_to_glb, mesh_to_pmx, write_vmd
+
+
+@pytest.fixture(scope="module")
+def girl():
+    return character(11, detail=0.5)[1]
+
+
+@pytest.fixture(scope="module")
+def pmx(girl, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("mmd") / "girl.pmx"
+    mesh_to_pmx(girl, path, texture="tex\\skin.png")
+    return path
+
+
+def test_pmx_reader_mirrors_into_our_frame(girl, pmx) -> None:
+    model = load_model(pmx)
+    assert torch.allclose(model.mesh.rest_vertices() / MMD_SCALE, girl.vertices, atol=1e-5)
+    assert model.mesh.num_faces == girl.num_faces
+    assert set(model.humanoid) == set(HUMANOID_BONES)
+    assert len(model.rig.ik) == 2
+    knee = model.rig.ik[0].links[0]
+    # The left-handed knee range [-180, -0.5] degrees about x becomes [0.5, 180] here.
+    assert knee.lower[0] == pytest.approx(0.5 * math.pi / 180, rel=1e-5) and knee.upper[0] == pytest.approx(math.pi)
+    assert any("tex\\skin.png" in w for w in model.warnings)
+
+
+def test_vmd_arm_key_poses_the_pmx_like_fk(girl, tmp_path) -> None:
+    # Without leg IK, whose knee limit bends straight legs by half a degree.
+    pmx = tmp_path / "fk.pmx"
+    mesh_to_pmx(girl, pmx, leg_ik=False)
+    s = math.sin(math.pi / 4)
+    vmd = tmp_path / "arm.vmd"
+    # Our rotation about z by -90 degrees is (0, 0, -s, s); mirroring z keeps a pure z rotation.
+    write_vmd(vmd, [("左腕", 0, (0, 0, 0), (0, 0, 0, 1)), ("左腕", 4, (0, 0, 0), (0, 0, -s, s)),
+                    ("センター", 0, (0, 0, 0), (0, 0, 0, 1)), ("センター", 4, (0.1 * MMD_SCALE, 0, 0), (0, 0, 0, 1)), ("左目", 0, (0, 0, 0), (0, 0, 0, 1))])
+    assert load_vmd(vmd).num_frames == 5
+    out = tmp_path / "o"
+    assert main(["poses", str(pmx), str(vmd), "-o", str(out), "--size", str(SIZE)]) == 0
+    frames = udp_frames(out)
+    assert frames.shape[0] == 5
+    rot = girl.skeleton.identity_pose(5)
+    angle = torch.linspace(0, -math.pi / 2, 5)
+    rot[:, HUMANOID_BONES.index("leftUpperArm")] = axis_rotation("Z", angle)
+    root = torch.zeros(5, 3)
+    root[:, 0] = torch.linspace(0, 0.1, 5)
+    posed = girl.pose(girl.skeleton.forward(rot, root))
+    assert_same_frames(frames, direct_udp(girl, posed))
+
+
+def test_leg_ik_brings_the_ankle_to_the_ik_bone_with_the_knee_forward(girl, pmx, tmp_path) -> None:
+    model = load_model(pmx)
+    lift = np.array([0.0, 0.18, 0.12]) * MMD_SCALE  # up and forward, in our frame
+    vmd = tmp_path / "ik.vmd"
+    write_vmd(vmd, [("左足ＩＫ", 0, tuple(lift * [1, 1, -1]), (0, 0, 0, 1))])
+    g, missing = pose_mmd(model.mesh.skeleton, model.rig, load_vmd(vmd))
+    names = model.mesh.skeleton.names
+    ik, ankle = names.index("左足ＩＫ"), names.index("左足首")
+    knee, hip = names.index("左ひざ"), names.index("左足")
+    assert missing == []
+    assert torch.allclose(g[0, ankle, :3, 3], g[0, ik, :3, 3], atol=0.01 * MMD_SCALE)
+    assert g[0, knee, 2, 3] > g[0, hip, 2, 3] + 0.05 * MMD_SCALE  # the knee comes forward
+    # The other leg, whose IK bone did not move, stays straight below its hip.
+    r_ankle, r_hip = names.index("右足首"), names.index("右足")
+    assert abs(float(g[0, r_ankle, 0, 3] - g[0, r_hip, 0, 3])) < 1e-3 * MMD_SCALE
+
+
+def test_vmd_bones_the_model_lacks_are_listed_once(pmx, tmp_path, capsys) -> None:
+    vmd = tmp_path / "extra.vmd"
+    write_vmd(vmd, [("左目", 0, (0, 0, 0), (0, 0, 0, 1)), ("右目", 3, (0, 0, 0), (0, 0, 0, 1)),
+                    ("左目", 3, (0, 0, 0), (0, 0, 0, 1))])
+    assert main(["poses", str(pmx), str(vmd), "-o", str(tmp_path / "o"), "--size", "32"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("lacks") == 1 and "左目" in err and "右目" in err
+    assert "tex\\skin.png" in err
+
+
+def test_bvh_style_procedural_motion_retargets_onto_pmx(pmx, tmp_path) -> None:
+    out = tmp_path / "o"
+    assert main(["poses", str(pmx), "walk", "-o", str(out), "--size", "32", "--frames", "2"]) == 0
+    assert udp_frames(out)[..., 3].sum() > 50
+
+
+def test_truncated_pmx_and_vmd_are_reported(girl, pmx, tmp_path, capsys) -> None:
+    cut = tmp_path / "cut.pmx"
+    cut.write_bytes(pmx.read_bytes()[:3000])
+    out = tmp_path / "o"
+    assert main(["poses", str(cut), "walk", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(cut) in err and "truncated" in err and not out.exists()
+    vmd = tmp_path / "m.vmd"
+    write_vmd(vmd, [("左腕", k, (0, 0, 0), (0, 0, 0, 1)) for k in range(4)])
+    cutv = tmp_path / "cut.vmd"
+    cutv.write_bytes(vmd.read_bytes()[:50 + 4 + 111 * 2 + 20])
+    assert main(["poses", str(pmx), str(cutv), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(cutv) in err and "declares 4 bone keys but holds 2" in err and not out.exists()
+    glb = tmp_path / "g.glb"
+    mesh_to_glb(girl, glb)
+    assert main(["poses", str(glb), str(vmd), "-o", str(out)]) == 2
+    assert "PMX" in capsys.readouterr().err
