@@ -7,8 +7,21 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from conr.engine.skeleton import Skeleton
 from conr.engine.skinning import SkinnedMesh
+from conr.engine.transforms import compose, matrix_to_quat
+
+
+def rebase(mesh: SkinnedMesh, rotations: torch.Tensor, turn: torch.Tensor | None = None) -> SkinnedMesh:
+    """The same character whose rest pose is `rotations` (J, 3, 3), optionally turned by `turn` (3, 3)."""
+    g = mesh.skeleton.forward(rotations)
+    if turn is not None:
+        g = compose(turn.float()) @ g
+    local = torch.stack([g[j] if p < 0 else torch.linalg.inv(g[p]) @ g[j] for j, p in enumerate(mesh.skeleton.parents)])
+    skel = Skeleton(list(mesh.skeleton.names), list(mesh.skeleton.parents), local)
+    return SkinnedMesh(mesh.pose(g), mesh.faces, mesh.joints, mesh.weights, skel, mesh.face_colors, mesh.face_unlit)
 
 
 class GlbBuilder:
@@ -66,6 +79,8 @@ def mesh_to_glb(mesh: SkinnedMesh, path: Path, animation: dict[str, np.ndarray] 
         children.setdefault(p, []).append(j)
     for j, name in enumerate(skel.names):
         node = {"name": name, "translation": rest[j, :3, 3].tolist()}
+        if not np.allclose(rest[j, :3, :3], np.eye(3)):
+            node["rotation"] = matrix_to_quat(torch.tensor(rest[j, :3, :3], dtype=torch.float64)).tolist()
         if j in children:
             node["children"] = children[j]
         nodes.append(node)

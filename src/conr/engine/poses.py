@@ -22,7 +22,7 @@ import torch
 from conr.engine.formats import MOTION_SUFFIXES, Model, load_model
 from conr.engine.motions import PROCEDURAL
 from conr.engine.procedural import HUMANOID_BONES, humanoid_skeleton
-from conr.engine.retarget import match_humanoid, retarget
+from conr.engine.retarget import facing_yaw, match_humanoid, retarget
 from conr.engine.scene import camera_dict, sequence_camera, write_frames
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
@@ -178,7 +178,9 @@ def make_poses(
         out_fps, motion_name = src.fps, src.name
     posed = torch.cat([mesh.pose(g[i:i + 16]) for i in range(0, g.shape[0], 16)])
     norm = UDPNormalizer.from_vertices(mesh.rest_vertices())
-    cam = sequence_camera(posed, size, yaw=yaw, projection=projection)
+    # Yaw 0 looks at the model's front, whichever way the file has it face (VRM 0.x and MMD face -Z).
+    front = facing_yaw(mesh.skeleton.rest_global()[:, :3, 3], model.humanoid)
+    cam = sequence_camera(posed, size, yaw=yaw + front, projection=projection)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))

@@ -95,6 +95,14 @@ def _facing(pos: Tensor, bones: dict[str, int]) -> Tensor | None:
     return None
 
 
+def facing_yaw(rest_positions: Tensor, bones: dict[str, int]) -> float:
+    """Degrees about +Y from +Z to the direction the rest pose faces (0 when it cannot be told)."""
+    import math
+
+    f = _facing(rest_positions.double(), bones)
+    return 0.0 if f is None else math.degrees(math.atan2(float(f[0]), float(f[2])))
+
+
 def _rotation_part(m: Tensor) -> Tensor:
     r = m[..., :3, :3]
     return r / r.norm(dim=-2, keepdim=True).clamp_min(1e-12)
