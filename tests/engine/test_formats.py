@@ -304,3 +304,30 @@ def test_a_pose_model_is_driven_by_a_t_pose_motion(girl, tmp_path) -> None:
     got, expect = udp_frames(out), direct_udp(girl, posed[:2])
     # UDP values differ (each encodes its own rest pose) but the silhouettes agree, the raised arm included.
     assert (got[..., 3] == expect[..., 3]).mean() > 0.985  # skinning near bent joints differs slightly
+
+
+@pytest.mark.parametrize("names", [
+    ["pelvis", "spine_01", "spine_02", "neck_01", "head", "clavicle_l", "upperarm_l", "lowerarm_l", "hand_l",
+     "thigh_l", "calf_l", "foot_l", "ball_l"],
+    ["hip", "abdomen", "chest", "neck", "head", "lCollar", "lShldr", "lForeArm", "lHand", "lThigh", "lShin", "lFoot",
+     "lToe"],
+    ["J_Bip_C_Hips", "J_Bip_C_Spine", "J_Bip_C_Chest", "J_Bip_C_Neck", "J_Bip_C_Head", "J_Bip_L_Shoulder",
+     "J_Bip_L_UpperArm", "J_Bip_L_LowerArm", "J_Bip_L_Hand", "J_Bip_L_UpperLeg", "J_Bip_L_LowerLeg", "J_Bip_L_Foot",
+     "J_Bip_L_ToeBase"],
+])
+def test_common_skeleton_naming_schemes_are_recognised(names) -> None:
+    m = match_humanoid(names)
+    left = [b for b in HUMANOID_BONES if not b.startswith("right")]
+    assert sorted(m) == sorted(left)
+    assert len(set(m.values())) == len(m)
+
+
+def test_bvh_without_hips_and_cuda_without_a_gpu_are_reported(glb, tmp_path, capsys) -> None:
+    path = tmp_path / "odd.bvh"
+    write_bvh(path, ["Root", "Thing"], [-1, 0], np.array([[0, 0, 0], [0, 10, 0]]), np.zeros((2, 9)))
+    out = tmp_path / "o"
+    err = _fails(["poses", str(glb), str(path), "-o", str(out)], capsys, str(path), out)
+    assert "hips" in err
+    if not torch.cuda.is_available():
+        err = _fails(["poses", str(glb), "walk", "-o", str(out), "--device", "cuda"], capsys, "CUDA", out)
+        assert "--device cpu" in err
