@@ -331,3 +331,34 @@ def test_bvh_without_hips_and_cuda_without_a_gpu_are_reported(glb, tmp_path, cap
     if not torch.cuda.is_available():
         err = _fails(["poses", str(glb), "walk", "-o", str(out), "--device", "cuda"], capsys, "CUDA", out)
         assert "--device cpu" in err
+
+
+def test_gltf_with_external_buffer_and_vrm0_map(girl, glb, tmp_path, capsys) -> None:
+    data = glb.read_bytes()
+    jlen = int.from_bytes(data[12:16], "little")
+    doc = json.loads(data[20:20 + jlen])
+    blob = data[20 + jlen + 8:]
+    doc["buffers"][0]["uri"] = "girl data.bin"
+    # VRM 0.x lists its bones; its upperChest folds into chest when there is no chest.
+    names = [n["name"] for n in doc["nodes"]]
+    bones = [{"bone": b if b != "chest" else "upperChest", "node": names.index(b)} for b in HUMANOID_BONES]
+    doc["extensions"] = {"VRM": {"humanoid": {"humanBones": bones}}}
+    gltf = tmp_path / "girl.gltf"
+    gltf.write_text(json.dumps(doc))
+    out = tmp_path / "o"
+    err = _fails(["poses", str(gltf), "walk", "-o", str(out)], capsys, str(gltf), out)
+    assert "girl data.bin" in err
+    (tmp_path / "girl data.bin").write_bytes(blob)
+    model = load_model(gltf)
+    assert set(model.humanoid) == set(HUMANOID_BONES)
+    assert torch.allclose(model.mesh.rest_vertices(), girl.vertices, atol=1e-5)
+
+
+def test_non_finite_values_are_reported(glb, tmp_path, capsys) -> None:
+    frames = np.zeros((3, 3 + 3 * 21))
+    frames[2, 7] = np.nan
+    path = tmp_path / "nan.bvh"
+    bvh_of_humanoid(path, frames)
+    out = tmp_path / "o"
+    err = _fails(["poses", str(glb), str(path), "-o", str(out)], capsys, str(path), out)
+    assert "frame 2" in err and "not finite" in err

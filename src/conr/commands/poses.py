@@ -9,13 +9,13 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "poses",
-        help="turn a 3D model (glTF/GLB/VRM) and a motion (BVH, glTF animation, procedural) into UDP frames",
+        help="turn a 3D model (glTF/GLB/VRM/PMX) and a motion (BVH, VMD, glTF animation, built-in) into UDP frames",
         description="Retarget MOTION onto MODEL and write one UDP frame (.npz, key 'i') per motion frame to OUT, "
                     "ready for `conr render`. MOTION is a .bvh, a .glb/.gltf/.vrm with an animation (the model "
-                    "itself for its own animation), or a procedural motion name. See docs/engine.md.",
+                    "itself for its own animation), a .vmd (for a .pmx model), or a built-in motion name. See docs/engine.md.",
     )
-    p.add_argument("model", help="character model: .glb, .gltf or .vrm")
-    p.add_argument("motion", help="motion: .bvh, .glb/.gltf/.vrm animation, or walk|wave|dance|stand|random")
+    p.add_argument("model", help="character model: .glb, .gltf, .vrm or .pmx")
+    p.add_argument("motion", help="motion: .bvh, .vmd, .glb/.gltf/.vrm animation, or walk|wave|dance|stand|random")
     p.add_argument("-o", "--out", default=None,
                    help="output folder for the UDP frames, new or empty unless --overwrite (default: poses_MODEL_MOTION)")
     p.add_argument("--size", type=int, default=512, help="frame width and height in pixels (default 512)")

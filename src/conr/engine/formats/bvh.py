@@ -155,6 +155,9 @@ def load_bvh(path: str | Path) -> BvhMotion:
         values = np.array(rows, dtype=np.float64).reshape(frames, width)
     except ValueError:
         raise fail("a frame holds something that is not a number") from None
+    if not np.isfinite(values).all():
+        bad = int(np.argwhere(~np.isfinite(values))[0, 0])
+        raise fail(f"frame {bad} holds a value that is not finite (nan or inf)", start_line + bad)
     if frames == 0:
         raise ConrError("BVH has no frames", path=path, hint="export at least one frame of motion")
     skel = Skeleton.from_offsets(names, parents, torch.tensor(offsets, dtype=torch.float32))

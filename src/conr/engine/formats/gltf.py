@@ -294,6 +294,9 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
             if "POSITION" not in attrs:
                 continue
             p = doc.accessor(attrs["POSITION"])
+            if not np.isfinite(p).all():
+                raise ConrError(f"mesh {node['mesh']} has vertex positions that are not finite (nan or inf)", path=path,
+                                hint="the model is corrupt; re-export it")
             idx = doc.accessor(prim["indices"])[:, 0].astype(np.int64) if "indices" in prim else np.arange(len(p))
             tris = _triangles(prim.get("mode", 4), idx)
             if tris is None:

@@ -147,6 +147,8 @@ def load_pmx(path: str | Path) -> tuple[SkinnedMesh, dict[str, int], MmdRig, lis
     if ni % 3 or (ni and (faces.max() >= nv or faces.min() < 0)):
         raise r.fail("face indices are not triangles within the vertex list")
     faces = faces.reshape(-1, 3)
+    if not np.isfinite(pos).all():
+        raise ConrError("vertex positions are not finite (nan or inf)", path=path, hint="the model is corrupt; re-export it")
     (nt,) = r.unpack("i", "texture count")
     textures = [text("texture path") for _ in range(nt)]
     (nm,) = r.unpack("i", "material count")
