@@ -1,8 +1,9 @@
 """A vectorised z-buffer triangle rasteriser in PyTorch (CPU or CUDA).
 
-Every triangle enumerates the pixel centres of its screen bounding box; integer edge functions
-on a fixed-point grid decide coverage exactly (top-left fill rule, so a pixel on a shared edge
-belongs to exactly one triangle); the z-buffer is one `scatter_reduce('amin')` over keys that pack
+Integer edge functions on a fixed-point grid decide coverage exactly (top-left fill rule, so a
+pixel on a shared edge belongs to exactly one triangle). Every (triangle, row) of its bounding box
+solves the three edge inequalities for its span of covered columns, so only covered pixels are
+enumerated, all in flat tensors; the z-buffer is one `scatter_reduce('amin')` over keys that pack
 quantised depth above the triangle id. Barycentrics are then computed only for the winning pixels.
 """
 
@@ -76,7 +77,7 @@ def rasterize(
     bh = (y1 - y0 + 1).clamp_min(0)
     count = bw * bh
     has = count > 0
-    ids, x, y, area, x0, y0, bw, count = ids[has], x[has], y[has], area[has], x0[has], y0[has], bw[has], count[has]
+    ids, x, y, area, x0, y0, bw, bh, count = (v[has] for v in (ids, x, y, area, x0, y0, bw, bh, count))
     perm = perm[has]
 
     # Edge i is opposite vertex i: e_i(p) = A_i * px + B_i * py + C_i, positive inside.
@@ -86,43 +87,55 @@ def rasterize(
     B = xb - xa
     # Top-left rule: pixels exactly on an edge count only for top or left edges.
     top_left = ((A == 0) & (B > 0)) | (A > 0)
-    # Evaluate at the first pixel centre of the box; stepping one pixel adds A * sub or B * sub.
-    px0 = (x0 * sub + half)[:, None]
-    py0 = (y0 * sub + half)[:, None]
-    e0 = A * (px0 - xa) + B * (py0 - ya) - (~top_left).long()  # (T, 3)
-    coeff = torch.cat([e0, A * sub, B * sub], dim=1)  # (T, 9)
+    # At the centre of pixel (row, col): e_i = A_i * sub * col + B_i * sub * row + K_i; the bias of -1
+    # on edges that are not top-left makes "on the edge" count as outside for them.
+    K = A * (half - xa) + B * (half - ya) - (~top_left).long()  # (T, 3)
+    As, Bs = A * sub, B * sub
 
-    pixel_base = y0 * width + x0
     zbuf = torch.full((height * width,), _EMPTY, dtype=torch.int64, device=device)
-    zq = (depth.double().clamp(0, 1) * ((1 << DEPTH_BITS) - 1)).round().long()
-    ztri = torch.gather(zq[faces[ids]], 1, perm)  # (T, 3)
+    zq = (depth.double().clamp(0, 1) * ((1 << DEPTH_BITS) - 1)).round()
+    zt = torch.gather(zq[faces[ids]], 1, perm)  # (T, 3)
     dq_max = (1 << DEPTH_BITS) - 1
+    # Depth is affine in screen space: z = za * col + zb * row + zc (barycentric weights e_i / area).
+    ar = area.double()
+    za = (zt * As.double()).sum(1) / ar
+    zb = (zt * Bs.double()).sum(1) / ar
+    zc = (zt * K.double()).sum(1) / ar
 
-    # Chunk the triangles so one pass enumerates at most `max_candidates` pixels.
+    # Scanline: each (triangle, row) computes its exact span of covered columns from the three edge
+    # inequalities, so only covered pixels are enumerated. Chunks bound the memory of one pass.
     starts = torch.cumsum(count, 0) - count
-    bounds = _chunk_bounds(starts, count, max_candidates)
-    for lo, hi in bounds:
-        c = count[lo:hi]
-        n = int(c.sum())
-        if n == 0:
+    for lo, hi in _chunk_bounds(starts, count, max_candidates):
+        h = bh[lo:hi]
+        nr = int(h.sum())
+        if nr == 0:
             continue
-        local_tri = torch.repeat_interleave(torch.arange(hi - lo, device=device), c, output_size=n)
         # index_select is much faster than advanced indexing for these large gathers on the CPU.
-        k = torch.arange(n, device=device) - (starts[lo:hi] - starts[lo]).index_select(0, local_tri)
-        bwt = bw[lo:hi].index_select(0, local_tri)
-        dy = torch.div(k, bwt, rounding_mode="floor")
-        dx = k - dy * bwt
-        cf = coeff[lo:hi].index_select(0, local_tri)  # (n, 9)
-        e = torch.addcmul(torch.addcmul(cf[:, 0:3], cf[:, 3:6], dx[:, None]), cf[:, 6:9], dy[:, None])  # (n, 3)
-        sel = torch.nonzero(e.min(1).values >= 0).squeeze(1)
-        t = local_tri.index_select(0, sel)
-        es = e.index_select(0, sel).double()
-        ar = area[lo:hi].index_select(0, t).double()
-        zt = ztri[lo:hi].index_select(0, t).double()
-        # Depth is affine in screen space, so barycentric-weighted quantised depth is exact enough.
-        zval = ((es * zt).sum(1) / ar).round().long().clamp(0, dq_max)
-        key = (zval << 32) | ids[lo:hi].index_select(0, t)
-        pix = pixel_base[lo:hi].index_select(0, t) + dy.index_select(0, sel) * width + dx.index_select(0, sel)
+        rt = torch.repeat_interleave(torch.arange(hi - lo, device=device), h, output_size=nr)
+        first = (torch.cumsum(h, 0) - h).index_select(0, rt)
+        row = y0[lo:hi].index_select(0, rt) + torch.arange(nr, device=device) - first
+        a = As[lo:hi].index_select(0, rt)  # (nr, 3)
+        r = Bs[lo:hi].index_select(0, rt) * row[:, None] + K[lo:hi].index_select(0, rt)
+        safe = torch.where(a == 0, torch.ones_like(a), a)
+        lo_b = x0[lo:hi].index_select(0, rt)
+        hi_b = lo_b + bw[lo:hi].index_select(0, rt) - 1
+        # a > 0: col >= ceil(-r / a) = -floor(r / a);  a < 0: col <= floor(r / -a);  a == 0: all or nothing.
+        lower = torch.where(a > 0, -torch.div(r, safe, rounding_mode="floor"), lo_b[:, None]).max(1).values
+        upper = torch.where(a < 0, torch.div(r, -safe, rounding_mode="floor"), hi_b[:, None]).min(1).values
+        jl = torch.maximum(lower, lo_b)
+        jr = torch.minimum(upper, hi_b)
+        dead = ((a == 0) & (r < 0)).any(1)
+        cnt = torch.where(dead, 0, (jr - jl + 1).clamp_min(0))
+        npx = int(cnt.sum())
+        if npx == 0:
+            continue
+        pr = torch.repeat_interleave(torch.arange(nr, device=device), cnt, output_size=npx)
+        col = jl.index_select(0, pr) + torch.arange(npx, device=device) - (torch.cumsum(cnt, 0) - cnt).index_select(0, pr)
+        t = rt.index_select(0, pr)
+        zrow = zb[lo:hi].index_select(0, rt) * row + zc[lo:hi].index_select(0, rt)
+        z = zrow.index_select(0, pr) + za[lo:hi].index_select(0, t) * col
+        key = (z.round().long().clamp(0, dq_max) << 32) | ids[lo:hi].index_select(0, t)
+        pix = row.index_select(0, pr) * width + col
         zbuf.scatter_reduce_(0, pix, key, reduce="amin", include_self=True)
 
     covered = zbuf != _EMPTY
