@@ -362,3 +362,50 @@ def test_non_finite_values_are_reported(glb, tmp_path, capsys) -> None:
     out = tmp_path / "o"
     err = _fails(["poses", str(glb), str(path), "-o", str(out)], capsys, str(path), out)
     assert "frame 2" in err and "not finite" in err
+
+
+def test_unskinned_mesh_follows_its_animated_node(tmp_path) -> None:
+    from .writers import GlbBuilder
+
+    b = GlbBuilder()
+    # A unit quad in the x-y plane, on a child node placed 1 up (given as a matrix, column-major).
+    quad = np.array([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]], np.float32)
+    pos = b.add(quad, "VEC3", 5126)
+    idx = b.add(np.array([0, 1, 2, 0, 2, 3], np.uint16), "SCALAR", 5123)
+    times = b.add(np.array([[0.0], [1.0]], np.float32), "SCALAR", 5126)
+    s = math.sin(math.pi / 4)
+    rots = b.add(np.array([[0, 0, 0, 1], [0, s, 0, s]], np.float32), "VEC4", 5126)  # 0 -> 90 degrees about y
+    matrix = np.eye(4)
+    matrix[1, 3] = 1.0
+    doc = b.document(
+        scenes=[{"nodes": [0]}],
+        nodes=[{"name": "Hips", "children": [1]}, {"name": "card", "matrix": matrix.T.reshape(-1).tolist()},
+               {"name": "holder", "children": [3]}, {"name": "quad", "mesh": 0}],
+        meshes=[{"primitives": [{"attributes": {"POSITION": pos}, "indices": idx}]}],
+        animations=[{"channels": [{"sampler": 0, "target": {"node": 2, "path": "rotation"}}],
+                     "samplers": [{"input": times, "output": rots, "interpolation": "LINEAR"}]}],
+    )
+    doc["nodes"][1]["children"] = [2]
+    path = tmp_path / "card.glb"
+    b.write_glb(path, doc)
+    model = load_model(path)
+    g = model.mesh.skeleton.global_from_local(model.animations[0].local)
+    posed = model.mesh.pose(g)
+    assert model.animations[0].local.shape[0] == 31  # one second at 30 fps, both ends included
+    assert torch.allclose(posed[0], torch.tensor(quad) + torch.tensor([0, 1.0, 0]), atol=1e-5)
+    # After a quarter turn about y the quad lies in the y-z plane: x -> -z.
+    assert torch.allclose(posed[-1][:, 0], torch.zeros(4), atol=1e-5)
+    assert torch.allclose(posed[-1][:, 2], -torch.tensor(quad[:, 0]), atol=1e-5)
+
+
+def test_bvh_is_resampled_to_the_requested_rate(glb, tmp_path) -> None:
+    frames = np.zeros((121, 3 + 3 * 21))
+    frames[:, 1] = 80
+    frames[:, 3 + 3 * 6] = np.linspace(0, -90, 121)
+    path = tmp_path / "fast.bvh"
+    bvh_of_humanoid(path, frames)
+    path.write_text(path.read_text().replace("Frame Time: 0.033333", "Frame Time: 0.008333"))
+    out = tmp_path / "o"
+    assert main(["poses", str(glb), str(path), "-o", str(out), "--size", "32", "--fps", "30"]) == 0
+    manifest = json.loads((out / "poses.json").read_text())
+    assert len(manifest["frames"]) == 31 and manifest["fps"] == 30
