@@ -132,7 +132,8 @@ def _resample(count: int, src_fps: float, fps: float | None, frames: int | None)
     if fps is None or abs(fps - src_fps) < 1e-6:
         idx = np.arange(count)
     else:
-        n = max(1, int(np.floor((count - 1) / src_fps * fps + 1e-3)) + 1)  # tolerate rounded frame times
+        span = (count - 1) / src_fps * fps
+        n = max(1, int(np.floor(span * (1 + 1e-4) + 1e-6)) + 1)  # files round the frame time (1/120 -> 0.008333)
         idx = np.clip(np.round(np.arange(n) * src_fps / fps).astype(int), 0, count - 1)
     return idx[:frames] if frames else idx
 
