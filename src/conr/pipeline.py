@@ -137,6 +137,13 @@ class Renderer:
         self.model = model.eval().to(self.device)
         self.precision = precision
         self.size = size or model.cfg.image_size
+        if self.device.type == "cpu":
+            # Deep random or fine-tuned weights can produce subnormal activations, which x86 CPUs
+            # process up to 100x slower; flushing them changes nothing visible.
+            torch.set_flush_denormal(True)
+        # Frames are read and resized in a background thread while the networks run: OpenCV's own
+        # thread pool would compete with PyTorch's for the same cores.
+        cv2.setNumThreads(1)
         # The coarsest shader level works at 1/32 of the size and itself downsamples by 4.
         if self.size % 128 or self.size <= 0:
             raise ConrError(f"render size {self.size} is not a positive multiple of 128",

@@ -77,21 +77,53 @@ class DecoderBlock(nn.Module):
             nn.ConvTranspose2d(width, out, 4, 2, 1),
         )
 
-    def forward(self, x: Tensor) -> dict[str, Tensor | None]:
-        feat = self.conv0(x)
+    def forward(self, parts: list[tuple[Tensor, bool]], views: int) -> dict[str, Tensor | None]:
+        """parts: the inputs in channel order, each (tensor, shared). Per-view tensors are
+        (B*V, C, h, w); shared ones (B, C, h, w) are the same for every view of a frame."""
+        feat = self.conv0[1:](self._first_conv(parts, views))
         for block in self.convblocks:
             feat = block(feat) + feat
         out = self.conv_last(feat)
         sizes = {"flow": 2, "message": self.messages, "message_flow": self.message_flows,
                  "local": self.locals, "local_flow": self.local_flows, "mask": self.masks}
-        parts: dict[str, Tensor | None] = {}
+        result: dict[str, Tensor | None] = {}
         start = 0
         for name, n in sizes.items():
-            parts[name] = out[:, start:start + n] if n > 0 else None
+            result[name] = out[:, start:start + n] if n > 0 else None
             start += n
-        if parts["mask"] is not None:
-            parts["mask"] = torch.sigmoid(parts["mask"])
-        return parts
+        if result["mask"] is not None:
+            result["mask"] = torch.sigmoid(result["mask"])
+        return result
+
+    def _first_conv(self, parts: list[tuple[Tensor, bool]], views: int) -> Tensor:
+        """The first convolution is linear in its input channels: the shared channels are convolved
+        once per frame instead of once per view, and added to every view's result."""
+        conv = self.conv0[0]
+        own = [t for t, shared in parts if not shared]
+        common = [t for t, shared in parts if shared]
+        if not common:
+            return conv(torch.cat(own, dim=1))
+        w_own, w_common = self._split_weight([(t.shape[1], shared) for t, shared in parts])
+        y = F.conv2d(torch.cat(own, dim=1), w_own, conv.bias, conv.stride, conv.padding)
+        y_common = F.conv2d(torch.cat(common, dim=1), w_common, None, conv.stride, conv.padding)
+        b = y_common.shape[0]
+        return (y.view(b, views, *y.shape[1:]) + y_common.unsqueeze(1)).view(y.shape)
+
+    def _split_weight(self, layout: list[tuple[int, bool]]) -> tuple[Tensor, Tensor]:
+        weight = self.conv0[0].weight
+        key = (tuple(layout), weight.data_ptr(), weight._version, weight.device, weight.dtype)
+        cached = getattr(self, "_split_cache", None)
+        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
+            return cached[1]
+        groups: dict[bool, list[Tensor]] = {False: [], True: []}
+        start = 0
+        for n, shared in layout:
+            groups[shared].append(weight[:, start:start + n])
+            start += n
+        split = (torch.cat(groups[False], dim=1), torch.cat(groups[True], dim=1))
+        if not torch.is_grad_enabled():
+            self._split_cache = (key, split)
+        return split
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -123,9 +155,6 @@ class CINNShader(nn.Module):
         def per_view(t: Tensor) -> Tensor:  # (1 or B, V, C, h, w) -> (B*V, C, h, w)
             return t.expand(b, *t.shape[1:]).reshape(b * v, *t.shape[2:])
 
-        def to_views(t: Tensor) -> Tensor:  # (B, C, h, w) -> (B*V, C, h, w), same for every view
-            return t.unsqueeze(1).expand(b, v, *t.shape[1:]).reshape(b * v, *t.shape[1:])
-
         ref = per_view(reference)
         size = tuple(reference_feats[0].shape[-2:])
         flow = ref.new_zeros(b * v, 2, *size)
@@ -137,17 +166,11 @@ class CINNShader(nn.Module):
 
         for level, block in enumerate(self.decoder_blocks):
             target = target_feats[level] if level < len(target_feats) else None
-            inputs = [
-                flow,
-                None if target is None else to_views(target),
-                wref,
-                wfeat,
-                fused_flow if level == 0 else to_views(fused_flow),
-                fused_ref if level == 0 else to_views(fused_ref),
-                None if fused_msg is None else to_views(fused_msg),
-                local,
-            ]
-            out = block(torch.cat([t for t in inputs if t is not None], dim=1))
+            first = level == 0
+            # Channel order of the released weights; True marks inputs shared by all views.
+            parts = [(flow, False), (target, True), (wref, False), (wfeat, False),
+                     (fused_flow, not first), (fused_ref, not first), (fused_msg, True), (local, False)]
+            out = block([(t, shared) for t, shared in parts if t is not None], v)
 
             nxt = per_view(reference_feats[level + 1]) if level + 1 < len(reference_feats) else None
             size = tuple((nxt if nxt is not None else ref).shape[-2:])
