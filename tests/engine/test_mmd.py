@@ -11,7 +11,7 @@ import torch
 
 from conr.cli import main
 from conr.engine.formats import load_model
-from conr.engine.formats.vmd import load_vmd
+from conr.engine.formats.vmd import bezier_progress, load_vmd
 from conr.engine.ik import pose_mmd
 from conr.engine.procedural import HUMANOID_BONES, character
 from conr.engine.transforms import axis_rotation
@@ -118,3 +118,22 @@ def test_truncated_pmx_and_vmd_are_reported(girl, pmx, tmp_path, capsys) -> None
     mesh_to_glb(girl, glb)
     assert main(["poses", str(glb), str(vmd), "-o", str(out)]) == 2
     assert "PMX" in capsys.readouterr().err
+
+
+def test_bezier_easing_curves() -> None:
+    x = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    linear = bezier_progress(np.array([20, 20, 107, 107]) / 127.0, x)
+    assert np.allclose(linear, x, atol=1e-5)
+    ease_in = bezier_progress(np.array([127, 0, 127, 0]) / 127.0, x)
+    assert ease_in[0] == pytest.approx(0, abs=1e-6) and ease_in[-1] == pytest.approx(1, abs=1e-6)
+    assert ease_in[2] < 0.2 and np.all(np.diff(ease_in) >= 0)
+
+
+def test_vmd_keys_follow_their_easing_curve(tmp_path) -> None:
+    vmd = tmp_path / "ease.vmd"
+    ease_x = [[127, 0, 127, 0], [20, 20, 107, 107], [20, 20, 107, 107], [20, 20, 107, 107]]
+    write_vmd(vmd, [("センター", 0, (0, 0, 0), (0, 0, 0, 1)), ("センター", 10, (10.0, 10.0, 0), (0, 0, 0, 1), ease_x)])
+    pos, _ = load_vmd(vmd).sample("センター", np.array([0.0, 5.0, 10.0]))
+    assert pos[1, 1] == pytest.approx(5.0, abs=1e-3)  # y: linear curve
+    assert pos[1, 0] < 2.0  # x: eased in, far behind half way at mid-time
+    assert pos[2, 0] == pytest.approx(10.0) and pos[0, 0] == 0

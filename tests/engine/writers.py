@@ -245,11 +245,19 @@ def mesh_to_pmx(mesh: SkinnedMesh, path: Path, texture: str | None = None, leg_i
     path.write_bytes(bytes(out))
 
 
-def write_vmd(path: Path, keys: list[tuple[str, int, tuple, tuple]]) -> None:
-    """keys: (bone name, frame, position, quaternion xyzw), all already in MMD's left-handed frame."""
+def write_vmd(path: Path, keys: list[tuple]) -> None:
+    """keys: (bone name, frame, position, quaternion xyzw[, curves]), in MMD's left-handed frame.
+
+    `curves` is (4, 4) Bezier controls (x1, y1, x2, y2) in 0..127 for X, Y, Z, rotation; default linear.
+    """
     out = bytearray(b"Vocaloid Motion Data 0002".ljust(30, b"\0") + "girl".encode("shift_jis").ljust(20, b"\0"))
     out += struct.pack("<I", len(keys))
-    for name, frame, pos, quat in keys:
-        out += name.encode("shift_jis").ljust(15, b"\0")[:15] + struct.pack("<I3f4f", frame, *pos, *quat) + bytes(64)
+    for name, frame, pos, quat, *rest in keys:
+        curves = np.asarray(rest[0] if rest else [[20, 20, 107, 107]] * 4, np.uint8)
+        interp = bytearray(64)
+        for axis in range(4):
+            for c in range(4):  # byte layout: x1 of X, Y, Z, R; then y1 of each; then x2; then y2
+                interp[axis + 4 * c] = curves[axis, c]
+        out += name.encode("shift_jis").ljust(15, b"\0")[:15] + struct.pack("<I3f4f", frame, *pos, *quat) + bytes(interp)
     out += struct.pack("<IIII", 0, 0, 0, 0)
     path.write_bytes(bytes(out))

@@ -1,7 +1,8 @@
 """VMD reader (MikuMikuDance motions): bone keyframes, sampled at 30 frames per second.
 
-Keys are interpolated linearly (positions) and spherically (rotations); the Bezier curves a VMD
-stores per key are not applied. Morph, camera and light keys are not read.
+Between keys, each key's Bezier easing curves (one per position axis and one for the rotation)
+map time to progress; positions then interpolate linearly and rotations spherically. Morph,
+camera and light keys are not read.
 """
 
 from __future__ import annotations
@@ -20,23 +21,27 @@ _BONE_KEY = struct.Struct("<15sI3f4f64s")
 
 @dataclass
 class VmdMotion:
-    tracks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # name -> (frames (K,), pos (K, 3), quat xyzw (K, 4))
+    tracks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    # name -> (frames (K,), pos (K, 3), quat xyzw (K, 4), Bezier controls (K, 4, 4): X, Y, Z, rotation x (x1, y1, x2, y2))
     path: Path
 
     @property
     def num_frames(self) -> int:
-        return 1 + max((int(f[-1]) for f, _, _ in self.tracks.values()), default=0)
+        return 1 + max((int(f[-1]) for f, *_ in self.tracks.values()), default=0)
 
     def sample(self, name: str, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T, 3) translation offsets and (T, 4) rotations of one bone at the given frame numbers,
         in our right-handed frame (z mirrored)."""
-        f, p, q = self.tracks[name]
+        f, p, q, curves = self.tracks[name]
         k = np.clip(np.searchsorted(f, frames, side="right") - 1, 0, len(f) - 1)
         k1 = np.minimum(k + 1, len(f) - 1)
         span = np.maximum(f[k1] - f[k], 1)
-        a = np.clip((frames - f[k]) / span, 0, 1)[:, None]
-        a = np.where((k1 == k)[:, None], 0.0, a)
-        pos = p[k] * (1 - a) + p[k1] * a
+        lin = np.clip((frames - f[k]) / span, 0, 1)
+        lin = np.where(k1 == k, 0.0, lin)
+        # The curve stored with the later key shapes the way into it.
+        eased = bezier_progress(curves[k1], lin[:, None])  # (T, 4)
+        pos = p[k] * (1 - eased[:, :3]) + p[k1] * eased[:, :3]
+        a = eased[:, 3:4]
         q0, q1 = q[k], q[k1]
         dot = (q0 * q1).sum(1, keepdims=True)
         q1 = np.where(dot < 0, -q1, q1)
@@ -48,6 +53,32 @@ class VmdMotion:
         quat /= np.linalg.norm(quat, axis=1, keepdims=True)
         # Mirroring z: positions (x, y, -z); rotations (-x, -y, z, w).
         return pos * [1, 1, -1], quat * [-1, -1, 1, 1]
+
+
+def bezier_progress(ctrl: np.ndarray, x: np.ndarray, steps: int = 24) -> np.ndarray:
+    """Progress y at time x in [0, 1] along Bezier easing curves from (0, 0) to (1, 1).
+
+    ctrl: (..., 4) control points (x1, y1, x2, y2) in [0, 1]; x broadcasts against ctrl[..., 0].
+    The curve's x is monotonic, so t with bezier_x(t) = x is found by bisection.
+    """
+    x, x1, y1, x2, y2 = np.broadcast_arrays(x, *(ctrl[..., i] for i in range(4)))
+
+    def cubic(c1, c2, t):
+        return 3 * (1 - t) ** 2 * t * c1 + 3 * (1 - t) * t ** 2 * c2 + t ** 3
+
+    lo, hi = np.zeros_like(x), np.ones_like(x)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        below = cubic(x1, x2, mid) < x
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    y = cubic(y1, y2, (lo + hi) / 2)
+    return np.where(x >= 1, 1.0, np.where(x <= 0, 0.0, y))  # exact at the keys themselves
+
+
+def _curves(interp: bytes) -> np.ndarray:
+    """(4, 4) Bezier controls (x1, y1, x2, y2) for X, Y, Z and rotation from a key's 64 bytes."""
+    b = np.frombuffer(interp, np.uint8).astype(float)
+    return np.stack([b[[i, i + 4, i + 8, i + 12]] for i in range(4)]) / 127.0
 
 
 def load_vmd(path: str | Path) -> VmdMotion:
@@ -73,14 +104,14 @@ def load_vmd(path: str | Path) -> VmdMotion:
                         hint="the file was cut short; export or download it again")
     raw: dict[str, list[tuple]] = {}
     for k in range(count):
-        name_b, frame, px, py, pz, qx, qy, qz, qw, _ = _BONE_KEY.unpack_from(data, pos + k * _BONE_KEY.size)
+        name_b, frame, px, py, pz, qx, qy, qz, qw, interp = _BONE_KEY.unpack_from(data, pos + k * _BONE_KEY.size)
         name = name_b.split(b"\0", 1)[0].decode("shift_jis", errors="replace")
-        raw.setdefault(name, []).append((frame, (px, py, pz), (qx, qy, qz, qw)))
+        raw.setdefault(name, []).append((frame, (px, py, pz), (qx, qy, qz, qw), _curves(interp)))
     tracks = {}
     for name, keys in raw.items():
         keys.sort(key=lambda x: x[0])
         tracks[name] = (np.array([k[0] for k in keys], float), np.array([k[1] for k in keys], float),
-                        np.array([k[2] for k in keys], float))
+                        np.array([k[2] for k in keys], float), np.stack([k[3] for k in keys]))
     if not tracks:
         raise ConrError("VMD file has no bone keyframes", path=path, hint="it may hold only camera or morph keys")
     return VmdMotion(tracks, path)
