@@ -259,18 +259,27 @@ def test_read_udp_missing_file(tmp_path):
     _raises(lambda: read_udp(tmp_path / "gone.npz"), "gone.npz", "does not exist")
 
 
-def _exr_works() -> bool:
-    return bool(cv2.haveImageWriter(".exr"))
+def _write_exr(path, rgba):
+    import OpenEXR
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(header, {c: np.ascontiguousarray(rgba[..., i]) for i, c in enumerate("RGBA")}) as f:
+        f.write(str(path))
 
 
-@pytest.mark.skipif(not _exr_works(), reason="this OpenCV build has no OpenEXR support (Media I/O: OpenEXR NO)")
 def test_read_udp_exr_round_trip(tmp_path):
     udp = _udp()
-    assert cv2.imwrite(str(tmp_path / "p.exr"), cv2.cvtColor(udp, cv2.COLOR_RGBA2BGRA))
+    _write_exr(tmp_path / "p.exr", udp)
     np.testing.assert_array_equal(read_udp(tmp_path / "p.exr"), udp)
 
 
-@pytest.mark.skipif(_exr_works(), reason="this OpenCV build reads EXR; see test_read_udp_exr_round_trip")
-def test_read_udp_exr_unsupported_is_explained(tmp_path):
-    (tmp_path / "p.exr").write_bytes(b"v/1\x01" + b"\0" * 64)
-    _raises(lambda: read_udp(tmp_path / "p.exr"), "p.exr", "exr is not supported by this opencv build", ".npz")
+def test_read_udp_exr_errors(tmp_path):
+    import OpenEXR
+
+    udp = _udp()
+    _write_exr(tmp_path / "p.exr", udp)
+    (tmp_path / "cut.exr").write_bytes((tmp_path / "p.exr").read_bytes()[:60])
+    _raises(lambda: read_udp(tmp_path / "cut.exr"), "cut.exr", "exr")
+    with OpenEXR.File({"type": OpenEXR.scanlineimage}, {"R": np.ascontiguousarray(udp[..., 0])}) as f:
+        f.write(str(tmp_path / "r.exr"))
+    _raises(lambda: read_udp(tmp_path / "r.exr"), "r.exr", "g, b, a")

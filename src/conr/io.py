@@ -13,10 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-# OpenCV reads this flag lazily but only once, so it must be set before the first EXR access;
-# setdefault keeps a user's explicit choice.
-os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
-
 import cv2  # noqa: E402
 import numpy as np
 
@@ -232,10 +228,6 @@ def read_frame(path: str | Path) -> np.ndarray:
 # ---------------------------------------------------------------- UDP frames
 
 
-def _exr_supported() -> bool:
-    return cv2.haveImageWriter(".exr")
-
-
 def _load_npz(path: Path) -> np.ndarray:
     resave = "re-save it with np.savez(path, i=array) where array is a float32 (H, W, 4) array"
     if path.read_bytes()[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -264,16 +256,25 @@ def _load_npz(path: Path) -> np.ndarray:
 
 
 def _load_exr(path: Path) -> np.ndarray:
-    if not _exr_supported():
-        raise ConrError("EXR is not supported by this OpenCV build (it was built without OpenEXR)", path=path,
-                        hint="convert the frame to .npz (np.savez(path, i=array)) or a 16-bit RGBA PNG")
-    _, data = _read_bytes(path, "pose")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ConrError("cannot decode this EXR file: truncated, corrupt or not an EXR", path=path)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-    return img
+    """A float EXR with channels R, G, B, A (through the OpenEXR bindings: OpenCV wheels lack EXR)."""
+    import OpenEXR
+
+    try:
+        with OpenEXR.File(str(path), header_only=True) as f:
+            (x0, y0), (x1, y1) = f.header()["dataWindow"]
+        _check_size(int(y1 - y0 + 1), int(x1 - x0 + 1), path)
+        with OpenEXR.File(str(path), separate_channels=True) as f:
+            channels = {name: ch.pixels for name, ch in f.channels().items()}
+    except ConrError:
+        raise
+    except Exception as e:
+        raise ConrError(f"cannot read this EXR file: truncated, corrupt or not an EXR ({e})", path=path,
+                        hint="export it again as a 4-channel (R, G, B, A) float EXR") from None
+    missing = [c for c in "RGBA" if c not in channels]
+    if missing:
+        raise ConrError(f"EXR frame lacks channel(s) {', '.join(missing)} (has {', '.join(sorted(channels))})",
+                        path=path, hint="UDP EXR frames need R, G, B (surface X, Y, Z) and A (visibility)")
+    return np.stack([channels[c] for c in "RGBA"], axis=2)
 
 
 def _load_udp_png(path: Path) -> np.ndarray:
