@@ -8,7 +8,6 @@ Y bends the left elbow forward (negative) and the right elbow forward (positive)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,13 +154,9 @@ def random_poses(frames: int = 8, seed: int = 0, fps: float = 30.0) -> Motion:
         lim = np.array(_limits(name))  # (3, 2)
         u = rng.beta(2.0, 2.0, size=(frames, 3))
         e[:, i] = lim[:, 0] + u * (lim[:, 1] - lim[:, 0])
-    # Arms hang lower than the T-pose most of the time; add the offset, then clamp to the limits.
-    _arms_down(e, j, 45.0)
-    for name, i in j.items():
-        lim = np.array(_limits(name))
-        if name.endswith("UpperArm"):
-            lim[2] = (-110, 110)
-        e[:, i] = np.clip(e[:, i], lim[:, 0], lim[:, 1]) if not name.endswith("UpperArm") else e[:, i]
+    # Arms hang lower than the T-pose most of the time: shift the shoulders' raise angle down.
+    e[:, j["leftUpperArm"], 2] -= 45.0
+    e[:, j["rightUpperArm"], 2] += 45.0
     return _motion_from_degrees(e, root, fps)
 
 
@@ -175,12 +170,3 @@ def procedural_motion(name: str, frames: int | None = None, seed: int = 0, fps: 
         raise KeyError(name)
     return PROCEDURAL[name](frames, fps) if frames else PROCEDURAL[name](fps=fps)
 
-
-def frames_in_limits(motion: Motion) -> bool:
-    """Whether every rotation of a humanoid motion is a proper rotation (orthonormal, det +1)."""
-    r = motion.rotations
-    eye = torch.eye(3).expand_as(r)
-    return bool(torch.allclose(r @ r.transpose(-1, -2), eye, atol=1e-4) and torch.allclose(torch.det(r), torch.ones(()), atol=1e-4))
-
-
-__all__ = ["Motion", "JOINT_LIMITS", "procedural_motion", "random_poses", "walk", "wave", "dance", "stand", "math"]

@@ -244,10 +244,9 @@ def build_character(spec: CharacterSpec) -> SkinnedMesh:
         path = np.stack([np.zeros(6), ys, np.zeros(6)], 1)
         pleats = lambda t: 1 + 0.06 * np.abs(np.sin(t * 8))  # noqa: E731
         skirt = tube(path, np.stack([r, r * 0.8], 1), q(28), caps=False, profile=pleats)
-        n = len(skirt[1])
+        # A contrasting band along the hem (the last ring of quads).
         band = lambda ring: np.where((ring == 4)[:, None], np.asarray(spec.accent) * 0.9 + 0.1, spec.bottom)  # noqa: E731
         parts.append(_part(skirt, spec.bottom, ["hips", "leftUpperLeg", "rightUpperLeg"], band_colours=band))
-        del n
     else:
         for s in ("left", "right"):
             a = P[f"{s}UpperLeg"]
