@@ -35,7 +35,8 @@ def ellipsoid(centre, radii, segments: int = 16, rings: int | None = None) -> tu
     last = 1 + (rings - 2) * segments
     bottom_id = len(verts) - 1
     bottom = np.stack([np.full(segments, bottom_id), last + np.arange(segments), last + (np.arange(segments) + 1) % segments], 1)
-    return verts, np.concatenate([top, faces, bottom]).astype(np.int64)
+    # The rings above run clockwise seen from outside; flip to the outward (counter-clockwise) winding.
+    return verts, np.concatenate([top, faces, bottom])[:, [0, 2, 1]].astype(np.int64)
 
 
 def _ring_faces(n_rings: int, segments: int, offset: int = 0, closed: bool = True) -> np.ndarray:

@@ -174,7 +174,8 @@ def build_character(spec: CharacterSpec) -> SkinnedMesh:
     # Hair: a cap that leaves the face open, bangs, side locks, then the style.
     cap_v, cap_f = ellipsoid(hc + [0, hr * 0.08, -hr * 0.05], (hr * 1.12, hr * 1.1, hr * 1.1), q(32))
     centre = cap_v[cap_f].mean(1) - hc
-    face_open = (centre[:, 2] > hr * 0.35) & (centre[:, 1] < hr * 0.45)
+    # An oval opening for the face; the cap still covers the temples and the sides of the head.
+    face_open = (centre[:, 2] > 0) & ((centre[:, 0] / (hr * 0.78)) ** 2 + ((centre[:, 1] + hr * 0.35) / (hr * 0.85)) ** 2 < 1)
     parts.append(Part(cap_v, cap_f, np.tile(hair, (len(cap_f), 1)), ["head"]).keep_faces(~face_open))
     n_bangs = 7
     for i in range(n_bangs):
@@ -309,6 +310,7 @@ def _assemble(parts: list[Part], pos: dict[str, np.ndarray], skel: Skeleton) -> 
         skeleton=skel,
         face_colors=torch.tensor(np.concatenate(cols), dtype=torch.float32),
         face_unlit=torch.tensor(np.concatenate(unlit)),
+        outward_winding=True,
     )
 
 

@@ -70,6 +70,12 @@ def render_rgba(
     view_fwd = -big.view_matrix(posed.dtype, device)[2, :3]
     n = torch.where(((n * view_fwd).sum(-1, keepdim=True) > 0), -n, n)
     lit = (n * light).sum(-1) > style.threshold
+    if mesh.outward_winding:
+        # Seeing a face from behind means looking inside a shell: keep it in shadow.
+        tri = posed[faces]
+        fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+        inside = (fn @ view_fwd > 0)[frags.face.clamp_min(0)]
+        lit = lit & ~inside
     face_idx = frags.face.clamp_min(0)
     base = mesh.face_colors.to(device)[face_idx]  # (H, W, 3)
     unlit = mesh.face_unlit.to(device)[face_idx]

@@ -68,9 +68,12 @@ def write_frames(
 def _to_device(mesh: SkinnedMesh, device: torch.device | str) -> SkinnedMesh:
     if str(device) == "cpu":
         return mesh
-    return SkinnedMesh(mesh.vertices.to(device), mesh.faces.to(device), mesh.joints.to(device), mesh.weights.to(device),
-                       mesh.skeleton, mesh.face_colors.to(device), mesh.face_unlit.to(device), mesh.inverse_bind.to(device),
-                       list(mesh.warnings), mesh.rest_vertices().to(device))
+    return SkinnedMesh(
+        vertices=mesh.vertices.to(device), faces=mesh.faces.to(device), joints=mesh.joints.to(device),
+        weights=mesh.weights.to(device), skeleton=mesh.skeleton, face_colors=mesh.face_colors.to(device),
+        face_unlit=mesh.face_unlit.to(device), inverse_bind=mesh.inverse_bind.to(device),
+        warnings=list(mesh.warnings), outward_winding=mesh.outward_winding, _rest=mesh.rest_vertices().to(device),
+    )
 
 
 def camera_dict(camera: Camera) -> dict:

@@ -23,6 +23,7 @@ class SkinnedMesh:
     face_unlit: Tensor | None = None  # (F,) bool: drawn without shading (eyes, highlights)
     inverse_bind: Tensor | None = None  # (J, 4, 4); default: inverse of the rest globals
     warnings: list[str] = field(default_factory=list)
+    outward_winding: bool = False  # faces are counter-clockwise seen from outside (so insides can be told)
     _rest: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
