@@ -409,3 +409,36 @@ def test_bvh_is_resampled_to_the_requested_rate(glb, tmp_path) -> None:
     assert main(["poses", str(glb), str(path), "-o", str(out), "--size", "32", "--fps", "30"]) == 0
     manifest = json.loads((out / "poses.json").read_text())
     assert len(manifest["frames"]) == 31 and manifest["fps"] == 30
+
+
+def test_embedded_texture_is_drawn_per_pixel(tmp_path) -> None:
+    import cv2
+
+    from conr.engine.camera import Camera
+    from conr.engine.renderer import CelStyle, render_rgba
+
+    from .writers import GlbBuilder
+
+    texels = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [255, 255, 255]]], np.uint8)  # RGB
+    ok, png = cv2.imencode(".png", texels[..., ::-1])
+    b = GlbBuilder()
+    quad = np.array([[-1, 1, 0], [1, 1, 0], [1, -1, 0], [-1, -1, 0]], np.float32)
+    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)  # image top-left at the quad's top-left
+    doc = b.document(
+        scenes=[{"nodes": [0]}], nodes=[{"name": "Hips", "mesh": 0}],
+        meshes=[{"primitives": [{"attributes": {"POSITION": b.add(quad, "VEC3", 5126), "TEXCOORD_0": b.add(uv, "VEC2", 5126)},
+                                 "indices": b.add(np.array([0, 2, 1, 0, 3, 2], np.uint16), "SCALAR", 5123), "material": 0}]}],
+        materials=[{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+        textures=[{"source": 0}],
+        images=[{"bufferView": b.add_bytes(png.tobytes()), "mimeType": "image/png"}],
+    )
+    path = tmp_path / "tex.glb"
+    b.write_glb(path, doc)
+    model = load_model(path)
+    assert model.warnings == [] and len(model.mesh.textures) == 1
+    cam = Camera((0.0, 0.0, 5.0), (0.0, 0.0, 0.0), 8, 8, "orthographic", ortho_height=2.0, near=1.0, far=10.0)
+    rgba = render_rgba(model.mesh, model.mesh.rest_vertices(), cam, CelStyle(outline_px=0, shadow=1.0), ssaa=1)
+    got = (rgba[..., :3] * 255).round().byte()
+    assert torch.all(rgba[..., 3] == 1)
+    for (r, c), colour in {(1, 1): texels[0, 0], (1, 6): texels[0, 1], (6, 1): texels[1, 0], (6, 6): texels[1, 1]}.items():
+        assert got[r, c].tolist() == colour.tolist()

@@ -137,3 +137,21 @@ def test_vmd_keys_follow_their_easing_curve(tmp_path) -> None:
     assert pos[1, 1] == pytest.approx(5.0, abs=1e-3)  # y: linear curve
     assert pos[1, 0] < 2.0  # x: eased in, far behind half way at mid-time
     assert pos[2, 0] == pytest.approx(10.0) and pos[0, 0] == 0
+
+
+def test_pmx_texture_found_next_to_the_model_is_used(girl, tmp_path) -> None:
+    import cv2
+
+    path = tmp_path / "girl.pmx"
+    mesh_to_pmx(girl, path, texture="tex\\skin.png")
+    (tmp_path / "tex").mkdir()
+    green = np.zeros((4, 4, 3), np.uint8)
+    green[..., 1] = 200  # BGR: pure green
+    cv2.imwrite(str(tmp_path / "tex" / "skin.png"), green)
+    model = load_model(path)
+    assert model.warnings == [] and len(model.mesh.textures) == 1
+    textured = model.mesh.face_texture == 0
+    assert textured.any()
+    # Flat colours of textured faces are the texel times the material's diffuse colour.
+    tint = model.mesh.face_tint[textured]
+    assert torch.allclose(model.mesh.face_colors[textured], tint * torch.tensor([0.0, 200 / 255, 0.0]), atol=1e-4)

@@ -47,6 +47,14 @@ class GlbBuilder:
         self.accessors.append(acc)
         return len(self.accessors) - 1
 
+    def add_bytes(self, data: bytes) -> int:
+        """A buffer view holding raw bytes (an embedded image); returns its index."""
+        while len(self.blob) % 4:
+            self.blob.append(0)
+        self.views.append({"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)})
+        self.blob += data
+        return len(self.views) - 1
+
     def document(self, **parts) -> dict:
         doc = {"asset": {"version": "2.0"}, "scene": 0, "bufferViews": self.views, "accessors": self.accessors,
                "buffers": [{"byteLength": len(self.blob)}]}

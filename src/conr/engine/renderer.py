@@ -78,6 +78,8 @@ def render_rgba(
         lit = lit & ~inside
     face_idx = frags.face.clamp_min(0)
     base = mesh.face_colors.to(device)[face_idx]  # (H, W, 3)
+    if mesh.textures and mesh.uv is not None and mesh.face_texture is not None:
+        base = _textured(mesh, frags, faces, base)
     unlit = mesh.face_unlit.to(device)[face_idx]
     shade = torch.where(lit | unlit, 1.0, style.shadow)[..., None]
     rgb = base * shade
@@ -99,6 +101,24 @@ def render_rgba(
     out = out[0].permute(1, 2, 0)
     a = out[..., 3:4]
     return torch.cat([torch.where(a > 0, out[..., :3] / a.clamp_min(1e-6), 0.0), a], dim=-1).clamp(0, 1)
+
+
+def _textured(mesh: SkinnedMesh, frags: Fragments, faces: Tensor, base: Tensor) -> Tensor:
+    """Replace the flat colour of textured faces by their texture (nearest texel, wrapping) times the tint."""
+    device = base.device
+    uv = interpolate(frags, faces, mesh.uv.to(device).float())  # (H, W, 2)
+    tex_id = torch.where(frags.mask, mesh.face_texture.to(device)[frags.face.clamp_min(0)], -1)
+    base = base.clone()
+    for k in torch.unique(tex_id[tex_id >= 0]).tolist():
+        sel = tex_id == k
+        img = mesh.textures[k].to(device)
+        h, w = img.shape[:2]
+        u = uv[sel] % 1.0
+        x = (u[:, 0] * w).long().clamp(0, w - 1)
+        y = (u[:, 1] * h).long().clamp(0, h - 1)
+        tint = mesh.face_tint.to(device)[frags.face[sel]]
+        base[sel] = img[y, x].float() / 255.0 * tint
+    return base
 
 
 def _outline_mask(mask: Tensor, dist: Tensor, crease: float, width: int) -> Tensor:

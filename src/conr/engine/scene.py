@@ -72,7 +72,11 @@ def _to_device(mesh: SkinnedMesh, device: torch.device | str) -> SkinnedMesh:
         vertices=mesh.vertices.to(device), faces=mesh.faces.to(device), joints=mesh.joints.to(device),
         weights=mesh.weights.to(device), skeleton=mesh.skeleton, face_colors=mesh.face_colors.to(device),
         face_unlit=mesh.face_unlit.to(device), inverse_bind=mesh.inverse_bind.to(device),
-        warnings=list(mesh.warnings), outward_winding=mesh.outward_winding, _rest=mesh.rest_vertices().to(device),
+        warnings=list(mesh.warnings), outward_winding=mesh.outward_winding,
+        uv=None if mesh.uv is None else mesh.uv.to(device), textures=[t.to(device) for t in mesh.textures],
+        face_texture=None if mesh.face_texture is None else mesh.face_texture.to(device),
+        face_tint=None if mesh.face_tint is None else mesh.face_tint.to(device),
+        _rest=mesh.rest_vertices().to(device),
     )
 
 

@@ -284,6 +284,11 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
     texture_cache: dict[int, tuple[np.ndarray | None, str]] = {}
     warned_textures: set[str] = set()
     shared: dict[tuple, int] = {}
+    uvs: list[np.ndarray] = []
+    tex_list: list[torch.Tensor] = []
+    tex_index: dict[int, int] = {}
+    face_tex: list[np.ndarray] = []
+    tints: list[np.ndarray] = []
     for n in order:
         node = nodes[n]
         if "mesh" not in node:
@@ -321,7 +326,7 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
                 w = np.tile([1.0, 0, 0, 0], (len(p), 1))
                 m = np.linalg.inv(inverse_bind[pos_of[n]])
                 vb = p @ m[:3, :3].T + m[:3, 3]
-            col = _material_colours(doc, prim, attrs, tris, texture_cache, warned_textures, messages)
+            col, tex_img, tint = _material_colours(doc, prim, attrs, tris, texture_cache, warned_textures, messages)
             # Primitives that share vertex accessors (one per material, typically) share vertices.
             key = (n, attrs["POSITION"], attrs.get("JOINTS_0"), attrs.get("WEIGHTS_0"))
             if key not in shared:
@@ -329,9 +334,18 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
                 verts.append(vb)
                 joints.append(_pad4(j))
                 weights.append(_pad4(w))
+                uvs.append(doc.accessor(attrs["TEXCOORD_0"])[:, :2] if "TEXCOORD_0" in attrs else np.zeros((len(p), 2)))
                 base += len(p)
             faces.append(tris + shared[key])
             colours.append(col)
+            if tex_img is not None:
+                if id(tex_img) not in tex_index:
+                    tex_index[id(tex_img)] = len(tex_list)
+                    tex_list.append(torch.tensor((tex_img * 255).round().astype(np.uint8)))
+                face_tex.append(np.full(len(tris), tex_index[id(tex_img)]))
+            else:
+                face_tex.append(np.full(len(tris), -1))
+            tints.append(np.tile(tint, (len(tris), 1)))
     if not faces:
         raise ConrError("the model has no triangle meshes", path=path, hint="export the character mesh with the file")
     mesh = SkinnedMesh(
@@ -343,6 +357,10 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
         face_colors=torch.tensor(np.concatenate(colours), dtype=torch.float32),
         inverse_bind=torch.tensor(inverse_bind, dtype=torch.float32),
         warnings=messages,
+        uv=torch.tensor(np.concatenate(uvs), dtype=torch.float32),
+        textures=tex_list,
+        face_texture=torch.tensor(np.concatenate(face_tex), dtype=torch.int64),
+        face_tint=torch.tensor(np.concatenate(tints), dtype=torch.float32),
     )
     humanoid = _vrm_humanoid(g, pos_of) or guess_humanoid(skel.names)
     anims = [_sample_animation(doc, a, i, order, pos_of, fps) for i, a in enumerate(g.get("animations", []))]
@@ -355,8 +373,9 @@ def _pad4(a: np.ndarray) -> np.ndarray:
 
 
 def _material_colours(doc: _Doc, prim: dict, attrs: dict, tris: np.ndarray, cache: dict, warned: set,
-                      messages: list[str]) -> np.ndarray:
-    """(F, 3) colours: base colour factor, times the texture sampled at each face's centre UV."""
+                      messages: list[str]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(F, 3) flat colours (base colour factor, times the texture at each face's centre UV), the
+    texture image if there is a usable one, and the factor that tints it."""
     g = doc.gltf
     factor = np.ones(4)
     tex = None
@@ -365,9 +384,10 @@ def _material_colours(doc: _Doc, prim: dict, attrs: dict, tris: np.ndarray, cach
         pbr = mat.get("pbrMetallicRoughness", {})
         factor = np.array(pbr.get("baseColorFactor", [1, 1, 1, 1]), float)
         tex = pbr.get("baseColorTexture", {}).get("index")
-    base = np.tile(_srgb(factor[:3]), (len(tris), 1))
+    tint = _srgb(factor[:3])
+    base = np.tile(tint, (len(tris), 1))
     if tex is None:
-        return base
+        return base, None, tint
     if tex not in cache:
         cache[tex] = doc.image(tex)
     img, name = cache[tex]
@@ -375,12 +395,12 @@ def _material_colours(doc: _Doc, prim: dict, attrs: dict, tris: np.ndarray, cach
         if name not in warned:
             warned.add(name)
             messages.append(f"texture '{name}' is missing or unreadable; using a flat colour")
-        return base
+        return base, None, tint
     uv = doc.accessor(attrs["TEXCOORD_0"])[tris].mean(1)  # (F, 2) face centres
     h, w = img.shape[:2]
     x = np.clip((uv[:, 0] % 1.0) * w, 0, w - 1).astype(int)
     y = np.clip((uv[:, 1] % 1.0) * h, 0, h - 1).astype(int)
-    return img[y, x] * _srgb(factor[:3])
+    return img[y, x] * tint, img, tint
 
 
 def _vrm_humanoid(g: dict, pos_of: dict[int, int]) -> dict[str, int]:

@@ -157,6 +157,10 @@ def load_pmx(path: str | Path) -> tuple[SkinnedMesh, dict[str, int], MmdRig, lis
     warned: set[str] = set()
     start = 0
     tex_cache: dict[int, np.ndarray | None] = {}
+    face_tex = np.full(len(faces), -1, np.int64)
+    tints = np.ones((len(faces), 3))
+    tex_list: list[torch.Tensor] = []
+    tex_slot: dict[int, int] = {}
     for _ in range(nm):
         text("material name"), text("material english name")
         diffuse = np.array(r.unpack("4f", "diffuse"))
@@ -182,6 +186,11 @@ def load_pmx(path: str | Path) -> tuple[SkinnedMesh, dict[str, int], MmdRig, lis
                     warnings.append(f"texture '{textures[tex]}' is missing or unreadable; using a flat colour")
             else:
                 colours[sl] = _sample(img, uv[faces[sl]].mean(1)) * np.clip(diffuse[:3], 0, 1)
+                if tex not in tex_slot:
+                    tex_slot[tex] = len(tex_list)
+                    tex_list.append(torch.tensor((img * 255).round().astype(np.uint8)))
+                face_tex[sl] = tex_slot[tex]
+                tints[sl] = np.clip(diffuse[:3], 0, 1)
         start += count // 3
 
     (nb,) = r.unpack("i", "bone count")
@@ -265,6 +274,10 @@ def load_pmx(path: str | Path) -> tuple[SkinnedMesh, dict[str, int], MmdRig, lis
         skeleton=skel,
         face_colors=torch.tensor(colours, dtype=torch.float32),
         warnings=warnings,
+        uv=torch.tensor(uv, dtype=torch.float32),
+        textures=tex_list,
+        face_texture=torch.tensor(face_tex),
+        face_tint=torch.tensor(tints, dtype=torch.float32),
     )
     humanoid = {MMD_HUMANOID[n]: i for i, n in enumerate(skel.names) if n in MMD_HUMANOID}
     return mesh, humanoid, rig, warnings
