@@ -442,3 +442,50 @@ def test_embedded_texture_is_drawn_per_pixel(tmp_path) -> None:
     assert torch.all(rgba[..., 3] == 1)
     for (r, c), colour in {(1, 1): texels[0, 0], (1, 6): texels[0, 1], (6, 1): texels[1, 0], (6, 6): texels[1, 1]}.items():
         assert got[r, c].tolist() == colour.tolist()
+
+
+@pytest.mark.parametrize("mode", ["MASK", "OPAQUE"])
+def test_cut_out_texture_makes_holes_in_udp_and_rgba(tmp_path, mode) -> None:
+    import cv2
+
+    from conr.engine.camera import Camera
+    from conr.engine.renderer import CelStyle, render_rgba, render_udp
+
+    from .writers import GlbBuilder
+
+    texels = np.full((2, 2, 4), 255, np.uint8)
+    texels[:, 1, 3] = 0  # the right half of the image is transparent
+    ok, png = cv2.imencode(".png", texels)
+    b = GlbBuilder()
+    front = np.array([[-1, 1, 0.5], [1, 1, 0.5], [1, -1, 0.5], [-1, -1, 0.5]], np.float32)
+    back = front * [0.5, 0.5, 0] + [0, 0, -0.5]
+    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+    tri = np.array([0, 2, 1, 0, 3, 2], np.uint16)
+    prim = lambda verts, mat: {"attributes": {"POSITION": b.add(verts.astype(np.float32), "VEC3", 5126),  # noqa: E731
+                                              "TEXCOORD_0": b.add(uv, "VEC2", 5126)},
+                               "indices": b.add(tri, "SCALAR", 5123), "material": mat}
+    doc = b.document(
+        scenes=[{"nodes": [0]}], nodes=[{"name": "Hips", "mesh": 0}],
+        meshes=[{"primitives": [prim(front, 0), prim(back, 1)]}],
+        materials=[{"alphaMode": mode, "pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}},
+                   {"pbrMetallicRoughness": {"baseColorFactor": [1, 0, 0, 1]}}],
+        textures=[{"source": 0}],
+        images=[{"bufferView": b.add_bytes(png.tobytes()), "mimeType": "image/png"}],
+    )
+    path = tmp_path / "cut.glb"
+    b.write_glb(path, doc)
+    mesh = load_model(path).mesh
+    v = mesh.rest_vertices()
+    cam = Camera((0.0, 0.0, 5.0), (0.0, 0.0, 0.0), 8, 8, "orthographic", ortho_height=2.0, near=1.0, far=10.0)
+    udp = render_udp(mesh, v, cam, UDPNormalizer.from_vertices(v))
+    z = UDPNormalizer.from_vertices(v).decode(udp[..., :3])[..., 2]
+    rgba = render_rgba(mesh, v, cam, CelStyle(outline_px=0, shadow=1.0), ssaa=1)
+    left, right = (slice(None), slice(0, 4)), (slice(None), slice(4, 8))
+    assert torch.all(udp[left][..., 3] == 1) and torch.allclose(z[left], torch.tensor(0.5))
+    if mode == "MASK":
+        # Through the hole: the back quad (red, z = -0.5) where it is, nothing elsewhere.
+        assert torch.allclose(z[2:6, 4:6], torch.tensor(-0.5), atol=1e-5)
+        assert torch.all(udp[0, 4:, 3] == 0) and torch.all(udp[:, 6:, 3] == 0)
+        assert torch.allclose(rgba[2:6, 4:6, :3], torch.tensor([1.0, 0, 0]), atol=1e-3)
+    else:
+        assert torch.all(udp[right][..., 3] == 1) and torch.allclose(z[right], torch.tensor(0.5))

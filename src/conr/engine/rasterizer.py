@@ -20,6 +20,16 @@ _EMPTY = torch.iinfo(torch.int64).max
 
 
 @dataclass
+class AlphaTest:
+    """Cut-out materials: fragments whose texel alpha is below the face's cutoff are discarded."""
+
+    uv: Tensor  # (V, 2) texture coordinates
+    face_cutoff: Tensor  # (F,) float in (0, 1]; 0 means opaque, no test
+    face_texture: Tensor  # (F,) int64 index into `alphas`
+    alphas: list[Tensor]  # (H, W) uint8 alpha channels
+
+
+@dataclass
 class Fragments:
     """What the rasteriser found at each pixel."""
 
@@ -41,6 +51,7 @@ def rasterize(
     width: int,
     cull_backfaces: bool = False,
     max_candidates: int = 1 << 22,
+    alpha: AlphaTest | None = None,
 ) -> Fragments:
     """Rasterise triangles given per-vertex pixel coordinates (V, 2), depth (V,) in [0, 1] and w (V,).
 
@@ -136,6 +147,12 @@ def rasterize(
         z = zrow.index_select(0, pr) + za[lo:hi].index_select(0, t) * col
         key = (z.round().long().clamp(0, dq_max) << 32) | ids[lo:hi].index_select(0, t)
         pix = row.index_select(0, pr) * width + col
+        if alpha is not None:
+            prow = row.index_select(0, pr)
+            gl = t + lo  # index among the kept triangles
+            e = As.index_select(0, gl) * col[:, None] + Bs.index_select(0, gl) * prow[:, None] + K.index_select(0, gl)
+            keep = _alpha_keep(alpha, ids.index_select(0, gl), e, perm.index_select(0, gl), faces, w)
+            key, pix = key[keep], pix[keep]
         zbuf.scatter_reduce_(0, pix, key, reduce="amin", include_self=True)
 
     covered = zbuf != _EMPTY
@@ -144,6 +161,31 @@ def rasterize(
     face = face.view(height, width)
     bary, zout = _barycentrics(xy, depth, w, faces, face, height, width)
     return Fragments(face, bary, zout)
+
+
+def _alpha_keep(alpha: AlphaTest, face_ids: Tensor, e: Tensor, perm: Tensor, faces: Tensor, w: Tensor) -> Tensor:
+    """(n,) bool: fragments that survive the alpha test (all of those on opaque faces)."""
+    cutoff = alpha.face_cutoff.index_select(0, face_ids)
+    keep = torch.ones_like(cutoff, dtype=torch.bool)
+    test = torch.nonzero(cutoff > 0).squeeze(1)
+    if test.numel() == 0:
+        return keep
+    verts = torch.gather(faces.index_select(0, face_ids.index_select(0, test)), 1, perm.index_select(0, test))
+    # Perspective-correct barycentrics from the edge values: (e_i / w_i) normalised.
+    lam = e.index_select(0, test).double().clamp_min(0) / w.double()[verts]
+    lam = lam / lam.sum(1, keepdim=True).clamp_min(1e-30)
+    uv = (lam[..., None] * alpha.uv.double()[verts]).sum(1) % 1.0  # (m, 2)
+    tex = alpha.face_texture.index_select(0, face_ids.index_select(0, test))
+    a = torch.full_like(cutoff.index_select(0, test), 1.0)
+    for k in torch.unique(tex).tolist():
+        sel = tex == k
+        img = alpha.alphas[k].to(e.device)
+        h, wd = img.shape
+        x = (uv[sel, 0] * wd).long().clamp(0, wd - 1)
+        y = (uv[sel, 1] * h).long().clamp(0, h - 1)
+        a[sel] = img[y, x].to(a.dtype) / 255.0
+    keep[test] = a >= cutoff.index_select(0, test)
+    return keep
 
 
 def _chunk_bounds(starts: Tensor, count: Tensor, budget: int) -> list[tuple[int, int]]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from conr.engine.camera import Camera
-from conr.engine.rasterizer import Fragments, interpolate, rasterize
+from conr.engine.rasterizer import AlphaTest, Fragments, interpolate, rasterize
 from conr.engine.skinning import SkinnedMesh
 from conr.engine.udp import UDPNormalizer, udp_from_fragments
 
@@ -26,15 +26,24 @@ class CelStyle:
     crease: float = 0.04  # depth jump, as a fraction of the figure size, that draws an inner line
 
 
-def rasterize_mesh(vertices: Tensor, faces: Tensor, camera: Camera, cull_backfaces: bool = False) -> Fragments:
+def rasterize_mesh(vertices: Tensor, faces: Tensor, camera: Camera, cull_backfaces: bool = False,
+                   alpha: AlphaTest | None = None) -> Fragments:
     proj = camera.project(vertices)
-    return rasterize(proj.xy, proj.depth, proj.w, faces, camera.height, camera.width, cull_backfaces)
+    return rasterize(proj.xy, proj.depth, proj.w, faces, camera.height, camera.width, cull_backfaces, alpha=alpha)
+
+
+def alpha_test(mesh: SkinnedMesh, device: torch.device | str) -> AlphaTest | None:
+    """The mesh's cut-out materials as an alpha test, or None when every face is opaque."""
+    if mesh.face_alpha_cutoff is None or not bool((mesh.face_alpha_cutoff > 0).any()):
+        return None
+    return AlphaTest(mesh.uv.to(device), mesh.face_alpha_cutoff.to(device), mesh.face_texture.to(device),
+                     [t[..., 3].to(device) for t in mesh.textures])
 
 
 def render_udp(mesh: SkinnedMesh, posed: Tensor, camera: Camera, normalizer: UDPNormalizer) -> Tensor:
     """(H, W, 4) float32 UDP frame of the mesh posed at (V, 3) `posed`."""
     faces = mesh.faces.to(posed.device)
-    frags = rasterize_mesh(posed, faces, camera)
+    frags = rasterize_mesh(posed, faces, camera, alpha=alpha_test(mesh, posed.device))
     return udp_from_fragments(frags, faces, mesh.rest_vertices().to(posed.device), normalizer)
 
 
@@ -60,7 +69,7 @@ def render_rgba(
     device = posed.device
     faces = mesh.faces.to(device)
     proj = big.project(posed)
-    frags = rasterize(proj.xy, proj.depth, proj.w, faces, big.height, big.width)
+    frags = rasterize(proj.xy, proj.depth, proj.w, faces, big.height, big.width, alpha=alpha_test(mesh, device))
     m = frags.mask
     light = (light if light is not None else camera.light_direction()).to(device)
     normals = vertex_normals(posed, faces)
@@ -117,7 +126,7 @@ def _textured(mesh: SkinnedMesh, frags: Fragments, faces: Tensor, base: Tensor) 
         x = (u[:, 0] * w).long().clamp(0, w - 1)
         y = (u[:, 1] * h).long().clamp(0, h - 1)
         tint = mesh.face_tint.to(device)[frags.face[sel]]
-        base[sel] = img[y, x].float() / 255.0 * tint
+        base[sel] = img[y, x, :3].float() / 255.0 * tint
     return base
 
 

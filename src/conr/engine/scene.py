@@ -76,6 +76,7 @@ def _to_device(mesh: SkinnedMesh, device: torch.device | str) -> SkinnedMesh:
         uv=None if mesh.uv is None else mesh.uv.to(device), textures=[t.to(device) for t in mesh.textures],
         face_texture=None if mesh.face_texture is None else mesh.face_texture.to(device),
         face_tint=None if mesh.face_tint is None else mesh.face_tint.to(device),
+        face_alpha_cutoff=None if mesh.face_alpha_cutoff is None else mesh.face_alpha_cutoff.to(device),
         _rest=mesh.rest_vertices().to(device),
     )
 

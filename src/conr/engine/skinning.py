@@ -25,9 +25,10 @@ class SkinnedMesh:
     warnings: list[str] = field(default_factory=list)
     outward_winding: bool = False  # faces are counter-clockwise seen from outside (so insides can be told)
     uv: Tensor | None = None  # (V, 2) texture coordinates, origin at the image's top-left
-    textures: list[Tensor] = field(default_factory=list)  # (H, W, 3) uint8 RGB images
+    textures: list[Tensor] = field(default_factory=list)  # (H, W, 4) uint8 RGBA images
     face_texture: Tensor | None = None  # (F,) int64 index into `textures`, -1 for flat colour
     face_tint: Tensor | None = None  # (F, 3) colour factor multiplying the texture
+    face_alpha_cutoff: Tensor | None = None  # (F,) texel alpha below this is a hole (cut-out); 0 = opaque
     _rest: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

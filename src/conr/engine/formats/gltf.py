@@ -167,9 +167,7 @@ class _Doc:
         return out
 
     def image(self, texture_index: int) -> tuple[np.ndarray | None, str]:
-        """Decoded RGB float image of a texture, or None, and a name for messages."""
-        import cv2
-
+        """Decoded RGBA float image of a texture, or None, and a name for messages."""
         try:
             src = self.gltf["textures"][texture_index].get("source")
             img = self.gltf["images"][src]
@@ -185,10 +183,23 @@ class _Doc:
             raw = self._uri(img.get("uri", ""), name) if img.get("uri") else None
         if not raw:
             return None, name
-        arr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-        if arr is None:
-            return None, name
-        return arr[..., ::-1].astype(np.float64) / 255.0, name
+        return decode_rgba(raw), name
+
+
+def decode_rgba(raw: bytes) -> np.ndarray | None:
+    """PNG/JPEG bytes -> (H, W, 4) float RGBA in [0, 1] (alpha 1 when the image has none), or None."""
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        return None
+    if arr.dtype != np.uint8:
+        arr = (arr.astype(np.float64) / np.iinfo(arr.dtype).max * 255).round().astype(np.uint8)
+    if arr.ndim == 2:
+        arr = cv2.cvtColor(arr, cv2.COLOR_GRAY2BGRA)
+    elif arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2BGRA)
+    return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA).astype(np.float64) / 255.0
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -289,6 +300,7 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
     tex_index: dict[int, int] = {}
     face_tex: list[np.ndarray] = []
     tints: list[np.ndarray] = []
+    cutoffs: list[np.ndarray] = []
     for n in order:
         node = nodes[n]
         if "mesh" not in node:
@@ -326,7 +338,7 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
                 w = np.tile([1.0, 0, 0, 0], (len(p), 1))
                 m = np.linalg.inv(inverse_bind[pos_of[n]])
                 vb = p @ m[:3, :3].T + m[:3, 3]
-            col, tex_img, tint = _material_colours(doc, prim, attrs, tris, texture_cache, warned_textures, messages)
+            col, tex_img, tint, cutoff = _material_colours(doc, prim, attrs, tris, texture_cache, warned_textures, messages)
             # Primitives that share vertex accessors (one per material, typically) share vertices.
             key = (n, attrs["POSITION"], attrs.get("JOINTS_0"), attrs.get("WEIGHTS_0"))
             if key not in shared:
@@ -346,6 +358,7 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
             else:
                 face_tex.append(np.full(len(tris), -1))
             tints.append(np.tile(tint, (len(tris), 1)))
+            cutoffs.append(np.full(len(tris), cutoff if tex_img is not None else 0.0))
     if not faces:
         raise ConrError("the model has no triangle meshes", path=path, hint="export the character mesh with the file")
     mesh = SkinnedMesh(
@@ -361,6 +374,7 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
         textures=tex_list,
         face_texture=torch.tensor(np.concatenate(face_tex), dtype=torch.int64),
         face_tint=torch.tensor(np.concatenate(tints), dtype=torch.float32),
+        face_alpha_cutoff=torch.tensor(np.concatenate(cutoffs), dtype=torch.float32),
     )
     humanoid = _vrm_humanoid(g, pos_of) or guess_humanoid(skel.names)
     anims = [_sample_animation(doc, a, i, order, pos_of, fps) for i, a in enumerate(g.get("animations", []))]
@@ -373,21 +387,25 @@ def _pad4(a: np.ndarray) -> np.ndarray:
 
 
 def _material_colours(doc: _Doc, prim: dict, attrs: dict, tris: np.ndarray, cache: dict, warned: set,
-                      messages: list[str]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+                      messages: list[str]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
     """(F, 3) flat colours (base colour factor, times the texture at each face's centre UV), the
-    texture image if there is a usable one, and the factor that tints it."""
+    RGBA texture if there is a usable one, the factor that tints it, and the alpha cutoff (0: opaque)."""
     g = doc.gltf
     factor = np.ones(4)
     tex = None
+    cutoff = 0.0
     if "material" in prim:
         mat = g["materials"][prim["material"]]
+        # Cut-out (MASK) materials make holes; blended ones are drawn as cut-out at half alpha.
+        mode = mat.get("alphaMode", "OPAQUE")
+        cutoff = float(mat.get("alphaCutoff", 0.5)) if mode == "MASK" else 0.5 if mode == "BLEND" else 0.0
         pbr = mat.get("pbrMetallicRoughness", {})
         factor = np.array(pbr.get("baseColorFactor", [1, 1, 1, 1]), float)
         tex = pbr.get("baseColorTexture", {}).get("index")
     tint = _srgb(factor[:3])
     base = np.tile(tint, (len(tris), 1))
     if tex is None:
-        return base, None, tint
+        return base, None, tint, 0.0
     if tex not in cache:
         cache[tex] = doc.image(tex)
     img, name = cache[tex]
@@ -395,12 +413,12 @@ def _material_colours(doc: _Doc, prim: dict, attrs: dict, tris: np.ndarray, cach
         if name not in warned:
             warned.add(name)
             messages.append(f"texture '{name}' is missing or unreadable; using a flat colour")
-        return base, None, tint
+        return base, None, tint, 0.0
     uv = doc.accessor(attrs["TEXCOORD_0"])[tris].mean(1)  # (F, 2) face centres
     h, w = img.shape[:2]
     x = np.clip((uv[:, 0] % 1.0) * w, 0, w - 1).astype(int)
     y = np.clip((uv[:, 1] % 1.0) * h, 0, h - 1).astype(int)
-    return img[y, x] * tint, img, tint
+    return img[y, x, :3] * tint, img, tint, cutoff
 
 
 def _vrm_humanoid(g: dict, pos_of: dict[int, int]) -> dict[str, int]:

@@ -158,6 +158,7 @@ def load_pmx(path: str | Path) -> tuple[SkinnedMesh, dict[str, int], MmdRig, lis
     start = 0
     tex_cache: dict[int, np.ndarray | None] = {}
     face_tex = np.full(len(faces), -1, np.int64)
+    cutoff = np.zeros(len(faces))
     tints = np.ones((len(faces), 3))
     tex_list: list[torch.Tensor] = []
     tex_slot: dict[int, int] = {}
@@ -190,6 +191,8 @@ def load_pmx(path: str | Path) -> tuple[SkinnedMesh, dict[str, int], MmdRig, lis
                     tex_slot[tex] = len(tex_list)
                     tex_list.append(torch.tensor((img * 255).round().astype(np.uint8)))
                 face_tex[sl] = tex_slot[tex]
+                # MMD blends textures with alpha; we cut them out at half alpha instead.
+                cutoff[sl] = 0.5 if float(img[..., 3].min()) < 1.0 else 0.0
                 tints[sl] = np.clip(diffuse[:3], 0, 1)
         start += count // 3
 
@@ -278,22 +281,20 @@ def load_pmx(path: str | Path) -> tuple[SkinnedMesh, dict[str, int], MmdRig, lis
         textures=tex_list,
         face_texture=torch.tensor(face_tex),
         face_tint=torch.tensor(tints, dtype=torch.float32),
+        face_alpha_cutoff=torch.tensor(cutoff, dtype=torch.float32),
     )
     humanoid = {MMD_HUMANOID[n]: i for i, n in enumerate(skel.names) if n in MMD_HUMANOID}
     return mesh, humanoid, rig, warnings
 
 
 def _load_texture(path: Path) -> np.ndarray | None:
-    import cv2
+    from conr.engine.formats.gltf import decode_rgba
 
-    if not path.is_file():
-        return None
-    img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
-    return None if img is None else img[..., ::-1].astype(np.float64) / 255.0
+    return decode_rgba(path.read_bytes()) if path.is_file() else None
 
 
 def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     x = np.clip((uv[:, 0] % 1.0) * w, 0, w - 1).astype(int)
     y = np.clip((uv[:, 1] % 1.0) * h, 0, h - 1).astype(int)
-    return img[y, x]
+    return img[y, x, :3]
