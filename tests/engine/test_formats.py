@@ -489,3 +489,29 @@ def test_cut_out_texture_makes_holes_in_udp_and_rgba(tmp_path, mode) -> None:
         assert torch.allclose(rgba[2:6, 4:6, :3], torch.tensor([1.0, 0, 0]), atol=1e-3)
     else:
         assert torch.all(udp[right][..., 3] == 1) and torch.allclose(z[right], torch.tensor(0.5))
+
+
+def test_eight_influences_keep_the_four_heaviest(tmp_path) -> None:
+    from .writers import GlbBuilder
+
+    b = GlbBuilder()
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    j0 = np.tile(np.array([0, 1, 2, 3], np.uint8), (3, 1))
+    j1 = np.tile(np.array([4, 5, 0, 0], np.uint8), (3, 1))
+    w0 = np.tile(np.array([0.05, 0.1, 0.05, 0.1], np.float32), (3, 1))
+    w1 = np.tile(np.array([0.5, 0.2, 0, 0], np.float32), (3, 1))
+    ibm = np.tile(np.eye(4, dtype=np.float32).reshape(1, 16), (6, 1))
+    doc = b.document(
+        scenes=[{"nodes": [0, 6]}],
+        nodes=[{"name": f"j{k}", **({"children": [k + 1]} if k < 5 else {})} for k in range(6)] + [{"mesh": 0, "skin": 0}],
+        meshes=[{"primitives": [{"attributes": {"POSITION": b.add(verts, "VEC3", 5126),
+                                                "JOINTS_0": b.add(j0, "VEC4", 5121), "JOINTS_1": b.add(j1, "VEC4", 5121),
+                                                "WEIGHTS_0": b.add(w0, "VEC4", 5126), "WEIGHTS_1": b.add(w1, "VEC4", 5126)}}]}],
+        skins=[{"joints": list(range(6)), "inverseBindMatrices": b.add(ibm, "MAT4", 5126)}],
+    )
+    path = tmp_path / "eight.glb"
+    b.write_glb(path, doc)
+    mesh = load_model(path).mesh
+    names = mesh.skeleton.names
+    got = {names[j]: round(float(w), 4) for j, w in zip(mesh.joints[0].tolist(), mesh.weights[0].tolist()) if w > 0}
+    assert got == pytest.approx({"j4": 0.5 / 0.9, "j5": 0.2 / 0.9, "j1": 0.1 / 0.9, "j3": 0.1 / 0.9}, abs=1e-4)

@@ -325,6 +325,12 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
             if skin is not None and "JOINTS_0" in attrs and "WEIGHTS_0" in attrs:
                 jl = doc.accessor(attrs["JOINTS_0"]).astype(np.int64)
                 w = doc.accessor(attrs["WEIGHTS_0"])
+                if "JOINTS_1" in attrs and "WEIGHTS_1" in attrs:
+                    # Up to 8 influences: keep the 4 heaviest (renormalised below).
+                    jl = np.concatenate([jl, doc.accessor(attrs["JOINTS_1"]).astype(np.int64)], 1)
+                    w = np.concatenate([w, doc.accessor(attrs["WEIGHTS_1"])], 1)
+                    top = np.argsort(-w, axis=1, kind="stable")[:, :4]
+                    jl, w = np.take_along_axis(jl, top, 1), np.take_along_axis(w, top, 1)
                 if jl.size and jl.max() >= len(skin["joints"]):
                     raise ConrError(f"mesh {node['mesh']} refers to joint {jl.max()} of a skin with "
                                     f"{len(skin['joints'])} joints", path=path, hint="the model is corrupt; re-export it")
