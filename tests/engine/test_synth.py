@@ -130,3 +130,15 @@ def test_synth_refuses_a_non_empty_folder(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert str(out) in err and "--overwrite" in err
     assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--views", "9"], "--views must be between 1 and 8"),
+    (["--size", "8"], "size must be >= 16"),
+    (["--device", "nonsense"], "unknown device"),
+])
+def test_synth_rejects_bad_arguments(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    out = tmp_path / "data"
+    assert main(["synth", str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))
