@@ -174,20 +174,27 @@ class CINNShader(nn.Module):
 
             nxt = per_view(reference_feats[level + 1]) if level + 1 < len(reference_feats) else None
             size = tuple((nxt if nxt is not None else ref).shape[-2:])
-            flow = rescale_flow(flow + out["flow"], size)
             mask = _resize(out["mask"], size)
             message = warp_groups(_resize(out["message"], size), rescale_flow(out["message_flow"], size))
+            message = message.view(b, v, *message.shape[1:])  # (B, V, C, h, w)
+            if level == len(self.decoder_blocks) - 1:
+                # Only the fused message leaves the last level: its flow and warped RGBA would go unused.
+                return _fuse(mask[:, 2:].reshape(b, v, -1, *size), message)
+            flow = rescale_flow(flow + out["flow"], size)
             local = None
             if out["local"] is not None:
                 local = warp_groups(_resize(out["local"], size), rescale_flow(out["local_flow"], size))
             wref = warp(_resize(ref, size), flow)
             wfeat = None if nxt is None else warp(nxt, flow)
 
-            # Collaborative fusion: softmax over views of each view's confidence.
             mask5 = mask.view(b, v, *mask.shape[1:])  # (B, V, M, h, w)
-            weight = mask5 * torch.softmax(mask5, dim=1)
-            fused_flow = (weight[:, :, 0:1] * flow.view(b, v, *flow.shape[1:])).sum(1)
-            fused_ref = (weight[:, :, 0:1] * wref.view(b, v, *wref.shape[1:])).sum(1)
-            fused_msg = (weight[:, :, 2:] * message.view(b, v, *message.shape[1:])).sum(1)
-        assert fused_msg is not None
-        return fused_msg
+            fused_flow = _fuse(mask5[:, :, 0:1], flow.view(b, v, *flow.shape[1:]))
+            fused_ref = _fuse(mask5[:, :, 0:1], wref.view(b, v, *wref.shape[1:]))
+            fused_msg = _fuse(mask5[:, :, 2:], message)
+        raise AssertionError("unreachable: the last level returns")
+
+
+def _fuse(confidence: Tensor, x: Tensor) -> Tensor:
+    """Collaborative fusion over views (dim 1): each view's confidence times its softmax share."""
+    weight = confidence * torch.softmax(confidence, dim=1)
+    return (weight * x).sum(1)
