@@ -515,3 +515,14 @@ def test_eight_influences_keep_the_four_heaviest(tmp_path) -> None:
     names = mesh.skeleton.names
     got = {names[j]: round(float(w), 4) for j, w in zip(mesh.joints[0].tolist(), mesh.weights[0].tolist()) if w > 0}
     assert got == pytest.approx({"j4": 0.5 / 0.9, "j5": 0.2 / 0.9, "j1": 0.1 / 0.9, "j3": 0.1 / 0.9}, abs=1e-4)
+
+
+def test_poses_output_is_what_conr_render_reads(glb, tmp_path) -> None:
+    from conr.io import UDP_EXTS, list_inputs, read_udp
+
+    out = tmp_path / "o"
+    assert main(["poses", str(glb), "dance", "-o", str(out), "--size", "32", "--frames", "3", "--preview"]) == 0
+    files = list_inputs(out, UDP_EXTS, "poses")
+    assert [f.name for f in files] == ["00000.npz", "00001.npz", "00002.npz"]
+    frame = read_udp(files[1])
+    assert frame.shape == (32, 32, 4) and frame[..., 3].sum() > 20
