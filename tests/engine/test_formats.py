@@ -526,3 +526,18 @@ def test_poses_output_is_what_conr_render_reads(glb, tmp_path) -> None:
     assert [f.name for f in files] == ["00000.npz", "00001.npz", "00002.npz"]
     frame = read_udp(files[1])
     assert frame.shape == (32, 32, 4) and frame[..., 3].sum() > 20
+
+
+def test_model_without_a_skeleton_cannot_take_a_motion(tmp_path, glb, capsys) -> None:
+    from .writers import GlbBuilder
+
+    b = GlbBuilder()
+    tri = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    doc = b.document(scenes=[{"nodes": [0]}], nodes=[{"name": "statue", "mesh": 0}],
+                     meshes=[{"primitives": [{"attributes": {"POSITION": b.add(tri, "VEC3", 5126)}}]}])
+    path = tmp_path / "statue.glb"
+    b.write_glb(path, doc)
+    out = tmp_path / "o"
+    err = _fails(["poses", str(path), "walk", "-o", str(out)], capsys, str(path), out)
+    assert "hips" in err and "fix:" in err
+    _fails(["poses", str(glb), "walk", "-o", str(out), "--size", "100000"], capsys, "--size must be between 16 and 8192", out)

@@ -134,7 +134,8 @@ def test_synth_refuses_a_non_empty_folder(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["--views", "9"], "--views must be between 1 and 8"),
-    (["--size", "8"], "size must be >= 16"),
+    (["--size", "8"], "size must be between 16 and 8192"),
+    (["--count", "0"], "--count and --frames must be at least 1"),
     (["--device", "nonsense"], "unknown device"),
 ])
 def test_synth_rejects_bad_arguments(tmp_path: Path, capsys, args: list[str], message: str) -> None:

@@ -29,6 +29,7 @@ from conr.errors import ConrError
 from conr.io import atomic_write_bytes
 
 PROCEDURAL_NAMES = tuple(PROCEDURAL) + ("random",)
+MAX_SIZE = 8192  # the largest frame conr.io reads back
 
 
 @dataclass
@@ -158,8 +159,8 @@ def make_poses(
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
         raise ConrError("output folder already exists and is not empty", path=out,
                         hint="choose a new folder or pass --overwrite to replace it")
-    if size < 16:
-        raise ConrError(f"--size must be at least 16, got {size}")
+    if not 16 <= size <= MAX_SIZE:
+        raise ConrError(f"--size must be between 16 and {MAX_SIZE}, got {size}")
     model = load_model(model_path)
     for w in model.warnings:
         warn(f"{Path(model_path).name}: {w}")

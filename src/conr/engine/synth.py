@@ -55,8 +55,10 @@ def synthesize(
         raise ConrError(f"unknown motion {motion!r}", hint=f"use one of: {', '.join(MOTIONS)}")
     if not 1 <= views <= len(SHEET_YAWS):
         raise ConrError(f"--views must be between 1 and {len(SHEET_YAWS)}, got {views}")
-    if size < 16 or count < 1 or (frames is not None and frames < 1):
-        raise ConrError("size must be >= 16, count and frames >= 1")
+    if not 16 <= size <= 8192:
+        raise ConrError(f"size must be between 16 and 8192, got {size}")
+    if count < 1 or (frames is not None and frames < 1):
+        raise ConrError("--count and --frames must be at least 1")
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
         raise ConrError("output folder already exists and is not empty", path=out,
                         hint="choose a new folder or pass --overwrite to replace it")
