@@ -541,3 +541,15 @@ def test_model_without_a_skeleton_cannot_take_a_motion(tmp_path, glb, capsys) ->
     err = _fails(["poses", str(path), "walk", "-o", str(out)], capsys, str(path), out)
     assert "hips" in err and "fix:" in err
     _fails(["poses", str(glb), "walk", "-o", str(out), "--size", "100000"], capsys, "--size must be between 16 and 8192", out)
+
+
+def test_poses_can_also_write_the_models_character_sheet(glb, tmp_path) -> None:
+    import cv2
+
+    out = tmp_path / "o"
+    assert main(["poses", str(glb), "walk", "-o", str(out), "--size", "48", "--frames", "1", "--sheet", "3"]) == 0
+    manifest = json.loads((out / "poses.json").read_text())
+    assert [v["yaw"] for v in manifest["sheet"]] == [0.0, 180.0, 90.0]
+    for v in manifest["sheet"]:
+        img = cv2.imread(str(out / v["file"]), cv2.IMREAD_UNCHANGED)
+        assert img.shape == (48, 48, 4) and img[..., 3].max() == 255 and img[0, 0, 3] == 0

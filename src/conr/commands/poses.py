@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--animation", default=None, help="animation name or index in a glTF motion file (default first)")
     p.add_argument("--seed", type=int, default=0, help="seed for the 'random' motion")
     p.add_argument("--preview", action="store_true", help="also write cel-shaded RGBA previews to OUT/preview")
+    p.add_argument("--sheet", type=int, default=0, metavar="VIEWS",
+                   help="also render a character sheet of the model (A-pose, up to 8 views) to OUT/sheet")
     p.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=run)
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         args.out = f"poses_{Path(args.model).stem}_{Path(args.motion).stem}"
     manifest = make_poses(
         args.model, args.motion, args.out, size=args.size, fps=args.fps, frames=args.frames, yaw=args.yaw,
-        projection=args.projection, preview=args.preview, animation=args.animation, seed=args.seed,
+        projection=args.projection, preview=args.preview, sheet_views=args.sheet, animation=args.animation, seed=args.seed,
         overwrite=args.overwrite, device=resolve_device(args.device),
         warn=lambda s: print(f"conr poses: warning: {s}", file=sys.stderr),
     )

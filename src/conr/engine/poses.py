@@ -23,7 +23,7 @@ from conr.engine.formats import MOTION_SUFFIXES, Model, load_model
 from conr.engine.motions import PROCEDURAL
 from conr.engine.procedural import HUMANOID_BONES, humanoid_skeleton
 from conr.engine.retarget import facing_yaw, match_humanoid, retarget
-from conr.engine.scene import camera_dict, sequence_camera, write_frames
+from conr.engine.scene import SHEET_YAWS, camera_dict, sequence_camera, write_frames, write_sheet
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
 from conr.io import atomic_write_bytes
@@ -139,6 +139,16 @@ def _resample(count: int, src_fps: float, fps: float | None, frames: int | None)
     return idx[:frames] if frames else idx
 
 
+def _sheet_pose(model: Model) -> torch.Tensor:
+    """(V, 3) the model in the relaxed A-pose of a character sheet (its rest pose if it has no hips)."""
+    mesh = model.mesh
+    if "hips" not in model.humanoid:
+        return mesh.rest_vertices()
+    src = procedural_source("stand", 1, 0)
+    g, _ = retarget(src.rest, src.globals, src.bones, mesh.skeleton, model.humanoid)
+    return mesh.pose(g)[0]
+
+
 def make_poses(
     model_path: str | Path,
     motion: str,
@@ -149,6 +159,7 @@ def make_poses(
     yaw: float = 0.0,
     projection: str = "perspective",
     preview: bool = False,
+    sheet_views: int = 0,
     animation: str | None = None,
     seed: int = 0,
     overwrite: bool = False,
@@ -159,6 +170,8 @@ def make_poses(
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
         raise ConrError("output folder already exists and is not empty", path=out,
                         hint="choose a new folder or pass --overwrite to replace it")
+    if not 0 <= sheet_views <= len(SHEET_YAWS):
+        raise ConrError(f"--sheet must be between 0 and {len(SHEET_YAWS)} views, got {sheet_views}")
     if not 16 <= size <= MAX_SIZE:
         raise ConrError(f"--size must be between 16 and {MAX_SIZE}, got {size}")
     model = load_model(model_path)
@@ -188,10 +201,13 @@ def make_poses(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         udp, rgba = write_frames(mesh, posed, cam, norm, tmp, tmp / "preview" if preview else None, device)
+        sheet = []
+        if sheet_views:
+            sheet = write_sheet(mesh, _sheet_pose(model), size, sheet_views, tmp / "sheet", projection, front, device)
         manifest = {"version": 1, "generator": "conr poses", "model": str(model_path), "motion": motion_name,
                     "fps": out_fps, "frames": udp, "preview": [f"preview/{n}" for n in rgba], "size": size,
                     "camera": camera_dict(cam), "udp_normalizer": norm.to_dict(), "triangles": mesh.num_faces,
-                    "humanoid_bones": sorted(model.humanoid)}
+                    "humanoid_bones": sorted(model.humanoid), "sheet": sheet}
         atomic_write_bytes(tmp / "poses.json", json.dumps(manifest, indent=1).encode())
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()

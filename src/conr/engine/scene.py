@@ -65,6 +65,24 @@ def write_frames(
     return udp_names, rgba_names
 
 
+SHEET_YAWS = (0.0, 180.0, 90.0, -45.0, 45.0, -90.0, 135.0, -135.0)
+
+
+def write_sheet(mesh: SkinnedMesh, pose: Tensor, size: int, views: int, folder: Path, projection: str = "perspective",
+                front_yaw: float = 0.0, device: torch.device | str = "cpu") -> list[dict]:
+    """A character sheet: RGBA renders of one (V, 3) pose from `views` angles (front, back, sides...),
+    each framed on its own; returns [{"file", "yaw"}] relative to the folder's parent."""
+    mesh_dev = _to_device(mesh, device)
+    v = pose.to(device)
+    out = []
+    for k, yaw in enumerate(SHEET_YAWS[:views]):
+        cam = fit_camera(pose, size, size, view_direction(yaw + front_yaw, 5.0), projection)
+        name = f"view_{k:02d}.png"
+        atomic_write_png(folder / name, to_uint8(render_rgba(mesh_dev, v, cam)))
+        out.append({"file": f"{folder.name}/{name}", "yaw": yaw})
+    return out
+
+
 def _to_device(mesh: SkinnedMesh, device: torch.device | str) -> SkinnedMesh:
     if str(device) == "cpu":
         return mesh

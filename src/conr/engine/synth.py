@@ -20,17 +20,14 @@ from typing import Callable
 
 import torch
 
-from conr.engine.camera import fit_camera, view_direction
 from conr.engine.motions import procedural_motion, stand
 from conr.engine.procedural import character
-from conr.engine.renderer import render_rgba, to_uint8
-from conr.engine.scene import camera_dict, pose_by_motion, sequence_camera, write_frames
+from conr.engine.scene import SHEET_YAWS, camera_dict, pose_by_motion, sequence_camera, write_frames, write_sheet
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
-from conr.io import atomic_write_bytes, atomic_write_png
+from conr.io import atomic_write_bytes
 
 MOTIONS = ("walk", "wave", "dance", "random", "stand")
-SHEET_YAWS = (0.0, 180.0, 90.0, -45.0, 45.0, -90.0, 135.0, -135.0)
 MANIFEST_VERSION = 1
 
 
@@ -88,12 +85,7 @@ def _build(root: Path, seed: int, count: int, motion_name: str, frames: int | No
 
         # Sheet: one A-pose, several views, each framed on its own.
         sheet_pose, _ = pose_by_motion(mesh, stand())
-        sheet = []
-        for v, yaw in enumerate(SHEET_YAWS[:views]):
-            cam = fit_camera(sheet_pose[0], size, size, view_direction(yaw, 5.0), projection)
-            name = f"sheet/view_{v:02d}.png"
-            atomic_write_png(root / cid / name, to_uint8(render_rgba(mesh, sheet_pose[0], cam)))
-            sheet.append({"file": name, "yaw": yaw})
+        sheet = write_sheet(mesh, sheet_pose[0], size, views, root / cid / "sheet", projection, device=device)
 
         motion = procedural_motion(motion_name, frames, seed=cseed)
         posed, _ = pose_by_motion(mesh, motion)
