@@ -32,23 +32,22 @@ def tiny_weights(tmp_path_factory) -> Path:
     return path
 
 
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
 @pytest.fixture
 def sheets(tmp_path, parity_dir) -> Path:
     """A real character sheet folder (4 cut-out PNGs of different sizes)."""
-    dst = tmp_path / "sheets"
-    shutil.copytree(parity_dir / "sheets", dst)
-    return dst
+    return _copy(parity_dir / "sheets", tmp_path / "sheets")
 
 
 @pytest.fixture
 def udp_poses(tmp_path, parity_dir) -> Path:
-    dst = tmp_path / "poses"
-    shutil.copytree(parity_dir / "poses_udp", dst)
-    return dst
+    return _copy(parity_dir / "poses_udp", tmp_path / "poses")
 
 
 @pytest.fixture
 def image_poses(tmp_path, parity_dir) -> Path:
-    dst = tmp_path / "pose_images"
-    shutil.copytree(parity_dir / "poses_img", dst)
-    return dst
+    return _copy(parity_dir / "poses_img", tmp_path / "pose_images")

@@ -15,7 +15,7 @@ import torch
 
 from conr.cli import main
 from conr.io import read_rgba, read_udp
-from conr.pipeline import Renderer, find_poses
+from conr.pipeline import Renderer, find_poses, prepare_pose
 from conr.preprocess import prepare_image, prepare_udp
 from parity_weights import rule_state_dicts, write_original_dir
 
@@ -84,23 +84,18 @@ def test_parser_and_frames_in_crop_space(renderer, parity_dir, expected):
         [read_rgba(p) for p in sorted((parity_dir / "sheets").glob("*.png"))], with_udp=True).udp
     _close(sheet_udp, expected["udp_parser_pred"], "parser prediction")
 
-    items = [renderer._targets([_prep(s, 256)], {}, [0]) for s in find_poses(parity_dir / "poses_img")]
-    for k, target in enumerate(items):
-        _close(target[0], expected[f"img_{k}_x_target_sudp_a"], f"pose image {k}: encoder input")
+    with torch.inference_mode():
+        targets, _ = renderer.targets([prepare_pose(s, 256) for s in find_poses(parity_dir / "poses_img")])
+    for k, target in enumerate(targets):
+        _close(target, expected[f"img_{k}_x_target_sudp_a"], f"pose image {k}: encoder input")
 
     for kind, n in (("udp", 3), ("img", 2)):
         folder = parity_dir / ("poses_udp" if kind == "udp" else "poses_img")
-        batch = [_prep(s, 256) for s in find_poses(folder)]
         with torch.inference_mode():
-            rgba = renderer.model.render(sheet, renderer._targets(batch, {}, list(range(n))))
+            targets, _ = renderer.targets([prepare_pose(s, 256) for s in find_poses(folder)])
+            rgba = renderer.model.render(sheet, targets)
         for k in range(n):
             _close(rgba[k], expected[f"{kind}_{k}_rgba"], f"{kind} frame {k}: decoded RGBA")
-
-
-def _prep(source, size):
-    from conr.pipeline import _prepare
-
-    return _prepare(source, size)
 
 
 @pytest.mark.parametrize("kind,folder,n", [("udp", "poses_udp", 3), ("img", "poses_img", 2)])

@@ -103,17 +103,19 @@ class Frame:
 
 
 @dataclass
-class _Prepared:
+class PreparedPose:
+    """A pose frame read and cropped into network space."""
+
     source: PoseSource
     height: int
     width: int
     item: PreparedUDP | PreparedImage | None  # None: nothing visible in this frame
 
 
-def _prepare(source: PoseSource, size: int) -> _Prepared:
+def prepare_pose(source: PoseSource, size: int) -> PreparedPose:
     data = source.read()
     item = prepare_udp(data, size) if source.kind == "udp" else prepare_image(data, size)
-    return _Prepared(source, data.shape[0], data.shape[1], item)
+    return PreparedPose(source, data.shape[0], data.shape[1], item)
 
 
 def uncrop_udp(udp: torch.Tensor, crop: Crop | None, height: int, width: int) -> np.ndarray:
@@ -207,7 +209,7 @@ class Renderer:
         chunks = [list(range(i, min(i + batch_size, len(poses)))) for i in range(0, len(poses), batch_size)]
         with ThreadPoolExecutor(max_workers=1) as pool:
             def submit(idx: list[int]) -> Future:
-                return pool.submit(lambda: [_prepare(poses[i], self.size) for i in idx])
+                return pool.submit(lambda: [prepare_pose(poses[i], self.size) for i in idx])
 
             pending = submit(chunks[0]) if chunks else None
             for n, idx in enumerate(chunks):
@@ -217,39 +219,44 @@ class Renderer:
                 yield from self._render_batch(sheet, idx, items, save_udp)
 
     @torch.inference_mode()
-    def _render_batch(self, sheet: CharacterSheet, idx: list[int], items: list[_Prepared],
+    def _render_batch(self, sheet: CharacterSheet, idx: list[int], items: list[PreparedPose],
                       save_udp: bool) -> Iterator[Frame]:
         live = [k for k, it in enumerate(items) if it.item is not None]
-        rgba_out: dict[int, np.ndarray] = {}
-        udp_out: dict[int, torch.Tensor] = {}
+        rgba: dict[int, np.ndarray] = {}
+        udps: dict[int, torch.Tensor | None] = {}
         if live:
             with self._autocast():
-                targets = self._targets([items[k] for k in live], udp_out, live)
-                rgba = self.model.render(sheet, targets)
+                targets, predicted = self.targets([items[k] for k in live])
+                out = self.model.render(sheet, targets)
             for j, k in enumerate(live):
-                rgba_out[k] = to_uint8(rgba[j])
+                rgba[k], udps[k] = to_uint8(out[j]), predicted[j]
         for k, it in enumerate(items):
             crop = it.item.crop if it.item is not None else None
-            frame_rgba = uncrop(rgba_out[k], crop, it.height, it.width) if k in rgba_out else \
-                np.zeros((it.height, it.width, 4), np.uint8)
+            frame = np.zeros((it.height, it.width, 4), np.uint8)
+            if k in rgba:
+                frame = uncrop(rgba[k], crop, it.height, it.width)
             udp = None
             if save_udp and it.source.kind == "image":
-                udp = uncrop_udp(udp_out[k], crop, it.height, it.width) if k in udp_out else \
-                    np.zeros((it.height, it.width, 4), np.float32)
-            yield Frame(idx[k], it.source.name, frame_rgba, udp)
+                predicted_udp = udps.get(k)
+                udp = np.zeros((it.height, it.width, 4), np.float32) if predicted_udp is None else \
+                    uncrop_udp(predicted_udp, crop, it.height, it.width)
+            yield Frame(idx[k], it.source.name, frame, udp)
 
-    def _targets(self, items: list[_Prepared], udp_out: dict[int, torch.Tensor], keys: list[int]) -> torch.Tensor:
-        """The pose encoder's input for each frame: from the UDP, or from the parser's prediction."""
-        targets: list[torch.Tensor | None] = [None] * len(items)
-        images = [(j, it.item) for j, it in enumerate(items) if isinstance(it.item, PreparedImage)]
-        for j, it in enumerate(items):
-            if isinstance(it.item, PreparedUDP):
-                targets[j] = it.item.target().to(self.device)
+    def targets(self, poses: Sequence[PreparedPose]) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """The pose encoder's input (N, 4, S, S) for visible poses: from the UDP, or from the parser's
+        prediction for pose images (also returned, (4, S, S) each; None for UDP poses)."""
+        targets: list[torch.Tensor | None] = [None] * len(poses)
+        udps: list[torch.Tensor | None] = [None] * len(poses)
+        images = [j for j, p in enumerate(poses) if isinstance(p.item, PreparedImage)]
+        for j, p in enumerate(poses):
+            if isinstance(p.item, PreparedUDP):
+                targets[j] = p.item.target().to(self.device)
         if images:
-            rgb = torch.stack([im.rgb for _, im in images]).to(self.device)
+            rgb = torch.stack([poses[j].item.rgb for j in images]).to(self.device)  # type: ignore[union-attr]
             udp = self.model.parse_pose(rgb)
             tgt = self.model.target_input(udp)
-            for n, (j, _) in enumerate(images):
-                targets[j] = tgt[n]
-                udp_out[keys[j]] = udp[n]
-        return torch.stack([t for t in targets if t is not None])
+            for n, j in enumerate(images):
+                targets[j], udps[j] = tgt[n], udp[n]
+        if any(t is None for t in targets):
+            raise ValueError("targets() needs visible poses (PreparedPose.item is not None)")
+        return torch.stack(targets), udps  # type: ignore[arg-type]
