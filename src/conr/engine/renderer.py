@@ -69,7 +69,20 @@ def render_rgba(
     device = posed.device
     faces = mesh.faces.to(device)
     proj = big.project(posed)
-    frags = rasterize(proj.xy, proj.depth, proj.w, faces, big.height, big.width, alpha=alpha_test(mesh, device))
+    full = rasterize(proj.xy, proj.depth, proj.w, faces, big.height, big.width, alpha=alpha_test(mesh, device))
+    result = torch.zeros(camera.height, camera.width, 4, device=device)
+    if not bool(full.mask.any()):
+        return result
+    # Shade only the figure's box (plus room for the outline), aligned to whole output pixels.
+    width_px = max(1, round(style.outline_px * big.height / 512)) if style.outline_px > 0 else 0
+    rows = torch.nonzero(full.mask.any(1)).squeeze(1)
+    cols = torch.nonzero(full.mask.any(0)).squeeze(1)
+    pad = width_px + 1
+    r0 = max(0, int(rows[0]) - pad) // ssaa * ssaa
+    c0 = max(0, int(cols[0]) - pad) // ssaa * ssaa
+    r1 = min(big.height, -(-(int(rows[-1]) + 1 + pad) // ssaa) * ssaa)
+    c1 = min(big.width, -(-(int(cols[-1]) + 1 + pad) // ssaa) * ssaa)
+    frags = Fragments(full.face[r0:r1, c0:c1], full.bary[r0:r1, c0:c1], full.depth[r0:r1, c0:c1])
     m = frags.mask
     light = (light if light is not None else camera.light_direction()).to(device)
     normals = vertex_normals(posed, faces)
@@ -97,7 +110,6 @@ def render_rgba(
     if style.outline_px > 0:
         dist = interpolate(frags, faces, proj.w[:, None])[..., 0]
         size = float((posed.max(0).values - posed.min(0).values).max())
-        width_px = max(1, round(style.outline_px * big.height / 512))
         ink = _outline_mask(m, dist, style.crease * size, width_px)
         ink_col = torch.tensor(style.outline_colour, device=device)
         rgb = torch.where(ink[..., None], ink_col, rgb)
@@ -109,7 +121,9 @@ def render_rgba(
         out = F.avg_pool2d(out, ssaa)
     out = out[0].permute(1, 2, 0)
     a = out[..., 3:4]
-    return torch.cat([torch.where(a > 0, out[..., :3] / a.clamp_min(1e-6), 0.0), a], dim=-1).clamp(0, 1)
+    result[r0 // ssaa:r1 // ssaa, c0 // ssaa:c1 // ssaa] = torch.cat(
+        [torch.where(a > 0, out[..., :3] / a.clamp_min(1e-6), 0.0), a], dim=-1).clamp(0, 1)
+    return result
 
 
 def _textured(mesh: SkinnedMesh, frags: Fragments, faces: Tensor, base: Tensor) -> Tensor:
