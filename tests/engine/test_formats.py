@@ -553,3 +553,28 @@ def test_poses_can_also_write_the_models_character_sheet(glb, tmp_path) -> None:
     for v in manifest["sheet"]:
         img = cv2.imread(str(out / v["file"]), cv2.IMREAD_UNCHANGED)
         assert img.shape == (48, 48, 4) and img[..., 3].max() == 255 and img[0, 0, 3] == 0
+
+
+def test_z_up_bvh_drives_a_y_up_model_the_same_way(girl, glb, tmp_path) -> None:
+    # The same clip as test_bvh_motion_retargets_onto_glb, exported Z-up and facing -Y (Blender's way):
+    # every vector (x, y, z) becomes (x, -z, y).
+    height = character(11)[0].height
+    skel, _ = humanoid_skeleton(height)
+    off = skel.rest_local[:, :3, 3].numpy() * 100
+    off = np.stack([off[:, 0], -off[:, 2], off[:, 1]], 1)
+    hip = 80 * height
+    frames = np.zeros((2, 3 + 3 * 21))
+    frames[:, :3] = [0, 0, hip]
+    frames[1, :3] = [10, 0, hip - 5]
+    frames[1, 3 + 3 * 6 + 2] = 90  # LeftArm: our -90 degrees about +Z is +90 about +Y here
+    frames[1, 3 + 3 * 14 + 1] = 60  # LeftLeg about X, unchanged
+    path = tmp_path / "zup.bvh"
+    write_bvh(path, BVH_NAMES, list(skel.parents), off, frames)
+    out = tmp_path / "o"
+    assert main(["poses", str(glb), str(path), "-o", str(out), "--size", str(SIZE)]) == 0
+    rot = girl.skeleton.identity_pose(2)
+    rot[1, HUMANOID_BONES.index("leftUpperArm")] = axis_rotation("Z", torch.tensor(-math.pi / 2))
+    rot[1, HUMANOID_BONES.index("leftLowerLeg")] = axis_rotation("X", torch.tensor(math.pi / 3))
+    root = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.05, 0.0]])
+    posed = girl.pose(girl.skeleton.forward(rot, root))
+    assert_same_frames(udp_frames(out), direct_udp(girl, posed))

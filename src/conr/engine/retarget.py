@@ -14,7 +14,7 @@ from torch import Tensor
 
 from conr.engine.procedural import HUMANOID_BONES
 from conr.engine.skeleton import Skeleton
-from conr.engine.transforms import rotation_between
+from conr.engine.transforms import axis_angle_to_matrix, rotation_between
 
 # Name stems (after removing side markers, separators and case) for each canonical bone, best first.
 _CENTRE = {
@@ -83,23 +83,52 @@ def match_humanoid(names: list[str]) -> dict[str, int]:
     return out
 
 
-def _facing(pos: Tensor, bones: dict[str, int]) -> Tensor | None:
-    """Horizontal forward direction of a rest pose: the character's left crossed with up."""
+def _up_axis(pos: Tensor, bones: dict[str, int]) -> Tensor:
+    """The world axis (+-X, +-Y or +-Z) closest to the rest pose's hips-to-head direction (+Y if unknown)."""
+    up = torch.tensor([0.0, 1.0, 0.0], dtype=pos.dtype)
+    top = next((b for b in ("head", "neck", "chest", "spine") if b in bones), None)
+    if "hips" in bones and top is not None:
+        d = pos[bones[top]] - pos[bones["hips"]]
+        if d.norm() > 1e-9:
+            k = int(d.abs().argmax())
+            up = torch.zeros(3, dtype=pos.dtype)
+            up[k] = float(torch.sign(d[k]))
+    return up
+
+
+def _facing(pos: Tensor, bones: dict[str, int], up: Tensor | None = None) -> Tensor | None:
+    """Forward direction of a rest pose, perpendicular to `up`: the character's left crossed with up."""
+    up = torch.tensor([0.0, 1.0, 0.0], dtype=pos.dtype) if up is None else up.to(pos.dtype)
     for a, b in (("leftUpperLeg", "rightUpperLeg"), ("leftUpperArm", "rightUpperArm"), ("leftShoulder", "rightShoulder")):
         if a in bones and b in bones:
             left = pos[bones[a]] - pos[bones[b]]
-            fwd = torch.linalg.cross(left, torch.tensor([0.0, 1.0, 0.0], dtype=pos.dtype))
-            fwd[1] = 0
+            fwd = torch.linalg.cross(left, up)
+            fwd = fwd - up * (fwd @ up)
             if fwd.norm() > 1e-6:
                 return fwd / fwd.norm()
     return None
+
+
+def _source_turn(sp: Tensor, src_bones: dict[str, int], dp: Tensor, dst_bones: dict[str, int]) -> Tensor:
+    """Rotation taking the source's world onto the target's: up axis onto up axis (a Z-up BVH onto a
+    Y-up model), then a turn about the target's up so both face the same way."""
+    su, du = _up_axis(sp, src_bones), _up_axis(dp, dst_bones)
+    tilt = rotation_between(su, du)
+    fs, fd = _facing(sp, src_bones, su), _facing(dp, dst_bones, du)
+    if fs is None or fd is None:
+        return tilt
+    fs = tilt @ fs
+    # Signed angle about the up axis (rotation_between could pick another axis for half turns).
+    angle = torch.atan2(du @ torch.linalg.cross(fs, fd), fs @ fd)
+    return axis_angle_to_matrix(du * angle) @ tilt
 
 
 def facing_yaw(rest_positions: Tensor, bones: dict[str, int]) -> float:
     """Degrees about +Y from +Z to the direction the rest pose faces (0 when it cannot be told)."""
     import math
 
-    f = _facing(rest_positions.double(), bones)
+    pos = rest_positions.double()
+    f = _facing(pos, bones, _up_axis(pos, bones))
     return 0.0 if f is None else math.degrees(math.atan2(float(f[0]), float(f[2])))
 
 
@@ -125,8 +154,7 @@ def retarget(
     frames = src_global.shape[0]
     dst_rest = dst.rest_global().double()
     sp, dp = src_rest[:, :3, 3], dst_rest[:, :3, 3]
-    fs, fd = _facing(sp, src_bones), _facing(dp, dst_bones)
-    turn = rotation_between(fs, fd) if fs is not None and fd is not None else torch.eye(3, dtype=torch.float64)
+    turn = _source_turn(sp, src_bones, dp, dst_bones)
     shared = [b for b in HUMANOID_BONES if b in src_bones and b in dst_bones]
     missing = [b for b in HUMANOID_BONES if b in src_bones and b not in dst_bones]
 
@@ -166,8 +194,10 @@ def retarget(
 
 
 def _leg_height(pos: Tensor, bones: dict[str, int]) -> float:
+    """Height of the hips above the lower foot, along the skeleton's own up axis."""
     if "hips" not in bones:
         return 1.0
-    feet = [pos[bones[f], 1] for f in ("leftFoot", "rightFoot") if f in bones]
-    ground = min(float(f) for f in feet) if feet else 0.0
-    return max(float(pos[bones["hips"], 1]) - ground, 1e-6)
+    up = _up_axis(pos, bones)
+    feet = [float(pos[bones[f]] @ up) for f in ("leftFoot", "rightFoot") if f in bones]
+    ground = min(feet) if feet else 0.0
+    return max(float(pos[bones["hips"]] @ up) - ground, 1e-6)
