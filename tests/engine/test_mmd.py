@@ -155,3 +155,22 @@ def test_pmx_texture_found_next_to_the_model_is_used(girl, tmp_path) -> None:
     # Flat colours of textured faces are the texel times the material's diffuse colour.
     tint = model.mesh.face_tint[textured]
     assert torch.allclose(model.mesh.face_colors[textured], tint * torch.tensor([0.0, 200 / 255, 0.0]), atol=1e-4)
+
+
+@pytest.mark.parametrize("motion", ["walk", "vmd"])
+def test_deform_bones_inheriting_rotation_move_the_legs(girl, tmp_path, motion) -> None:
+    plain, with_d = tmp_path / "plain.pmx", tmp_path / "d.pmx"
+    mesh_to_pmx(girl, plain, leg_ik=False)
+    mesh_to_pmx(girl, with_d, leg_ik=False, d_bones=True)
+    assert len(load_model(with_d).rig.inherit) == 6
+    spec = motion
+    if motion == "vmd":
+        s = math.sin(math.pi / 8)  # thigh forward by 45 degrees: -45 about x here, +45 mirrored
+        spec = str(tmp_path / "kick.vmd")
+        write_vmd(Path(spec), [("左足", 0, (0, 0, 0), (s, 0, 0, math.cos(math.pi / 8)))])
+    frames = []
+    for model in (plain, with_d):
+        out = tmp_path / model.stem
+        assert main(["poses", str(model), spec, "-o", str(out), "--size", str(SIZE), "--frames", "3"]) == 0
+        frames.append(udp_frames(out))
+    assert_same_frames(frames[1], frames[0])

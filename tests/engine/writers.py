@@ -187,8 +187,13 @@ def _mmd(p: np.ndarray) -> np.ndarray:
     return np.asarray(p, float) * [1, 1, -1] * MMD_SCALE
 
 
-def mesh_to_pmx(mesh: SkinnedMesh, path: Path, texture: str | None = None, leg_ik: bool = True) -> None:
-    """PMX 2.0 (UTF-16 text, 2-byte vertex and bone indices) with standard MMD bone names and leg IK."""
+def mesh_to_pmx(mesh: SkinnedMesh, path: Path, texture: str | None = None, leg_ik: bool = True,
+                d_bones: bool = False) -> None:
+    """PMX 2.0 (UTF-16 text, 2-byte vertex and bone indices) with standard MMD bone names and leg IK.
+
+    `d_bones` adds the deform leg bones of modern models (足D, ひざD, 足首D): the skin follows them,
+    and they copy the rotation of 足, ひざ, 足首 through inheritance (付与).
+    """
     out = bytearray()
 
     def text(s: str) -> None:
@@ -199,7 +204,17 @@ def mesh_to_pmx(mesh: SkinnedMesh, path: Path, texture: str | None = None, leg_i
     for s in ("girl", "girl", "", ""):
         text(s)
     verts = _mmd(mesh.vertices.numpy())
-    joints, weights = mesh.joints.numpy(), mesh.weights.numpy()
+    joints, weights = mesh.joints.numpy().copy(), mesh.weights.numpy()
+    skel = mesh.skeleton
+    d_of: dict[int, int] = {}  # leg bone -> its D bone's index
+    if d_bones:
+        n = len(skel.names) + (2 if leg_ik else 0)
+        for side in ("left", "right"):
+            for part in ("UpperLeg", "LowerLeg", "Foot"):
+                d_of[skel.names.index(side + part)] = n
+                n += 1
+        for src, dst in d_of.items():
+            joints[joints == src] = dst
     out += struct.pack("<i", len(verts))
     for v in range(len(verts)):
         out += struct.pack("<8f", *verts[v], 0, 0, 0, 0.5, 0.5)
@@ -230,10 +245,9 @@ def mesh_to_pmx(mesh: SkinnedMesh, path: Path, texture: str | None = None, leg_i
         out += struct.pack("<bbBBB", 0 if (texture and k == 0) else -1, -1, 0, 1, 0)
         text("")
         out += struct.pack("<i", int((inverse == k).sum()) * 3)
-    skel = mesh.skeleton
     rest = skel.rest_global().numpy()[:, :3, 3]
     bones = [(MMD_NAMES[n], rest[j], skel.parents[j]) for j, n in enumerate(skel.names)]
-    n_bones = len(bones) + (2 if leg_ik else 0)
+    n_bones = len(bones) + (2 if leg_ik else 0) + len(d_of)
     out += struct.pack("<i", n_bones)
     for name, pos, parent in bones:
         text(name), text("")
@@ -249,6 +263,12 @@ def mesh_to_pmx(mesh: SkinnedMesh, path: Path, texture: str | None = None, leg_i
             # MMD's knee: bends about x only, between -180 and -0.5 degrees (left-handed).
             out += struct.pack("<hB6f", knee, 1, -np.pi, 0, 0, -0.5 * np.pi / 180, 0, 0)
             out += struct.pack("<hB", thigh, 0)
+    for src, dst in d_of.items():
+        text(MMD_NAMES[skel.names[src]] + "D"), text("")
+        parent = skel.parents[src]
+        parent = d_of.get(parent, parent)  # 足D hangs from the hips, ひざD from 足D, ...
+        out += struct.pack("<3fhiH3f", *_mmd(rest[src]), parent, 0, 0x011A, 0, 0, 0)
+        out += struct.pack("<hf", src, 1.0)  # inherit 100% of the leg bone's rotation
     out += struct.pack("<iiii", 0, 0, 0, 0)  # morphs, display frames, rigid bodies, joints
     path.write_bytes(bytes(out))
 

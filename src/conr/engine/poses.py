@@ -139,6 +139,17 @@ def _resample(count: int, src_fps: float, fps: float | None, frames: int | None)
     return idx[:frames] if frames else idx
 
 
+def _follow_inherited(skel, g: torch.Tensor, rig) -> torch.Tensor:
+    """PMX deform bones that copy another bone's rotation (足D from 足 ...) follow the retargeted pose."""
+    from conr.engine.ik import apply_inherit
+
+    if not rig.inherit:
+        return g
+    parents = torch.stack([g[:, p] if p >= 0 else torch.eye(4).expand_as(g[:, 0]) for p in skel.parents], 1)
+    local = torch.linalg.inv(parents) @ g
+    return skel.global_from_local(apply_inherit(skel, local, rig.inherit))
+
+
 def _sheet_pose(model: Model) -> torch.Tensor:
     """(V, 3) the model in the relaxed A-pose of a character sheet (its rest pose if it has no hips)."""
     mesh = model.mesh
@@ -146,6 +157,8 @@ def _sheet_pose(model: Model) -> torch.Tensor:
         return mesh.rest_vertices()
     src = procedural_source("stand", 1, 0)
     g, _ = retarget(src.rest, src.globals, src.bones, mesh.skeleton, model.humanoid)
+    if model.rig is not None:
+        g = _follow_inherited(mesh.skeleton, g, model.rig)
     return mesh.pose(g)[0]
 
 
@@ -188,6 +201,8 @@ def make_poses(
             raise ConrError("cannot find the model's hips bone to retarget onto", path=model_path,
                             hint="use a VRM, or name bones like Hips/Spine/LeftUpperArm (see docs/engine.md)")
         g, missing = retarget(src.rest, src.globals, src.bones, mesh.skeleton, model.humanoid)
+        if model.rig is not None:
+            g = _follow_inherited(mesh.skeleton, g, model.rig)
         if missing:
             warn(f"{Path(model_path).name}: the motion moves bones the model lacks: {', '.join(missing)}")
         out_fps, motion_name = src.fps, src.name
