@@ -143,3 +143,10 @@ def test_synth_rejects_bad_arguments(tmp_path: Path, capsys, args: list[str], me
     assert main(["synth", str(out), *args]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_procedural_motions_follow_the_frame_rate() -> None:
+    assert walk(None, fps=60).num_frames == 60 and walk(None).num_frames == 30
+    assert dance(None, fps=15).num_frames == 30
+    # The same instant of the cycle at two frame rates is the same pose.
+    assert torch.allclose(walk(None, fps=60).rotations[20], walk(None, fps=30).rotations[10], atol=1e-6)

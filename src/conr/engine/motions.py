@@ -85,15 +85,16 @@ def _arms_down(e: np.ndarray, j: dict[str, int], angle: float = 68.0) -> None:
     e[:, j["rightLowerArm"], 1] += 10
 
 
-def stand(frames: int = 1, fps: float = 30.0) -> Motion:
+def stand(frames: int | None = None, fps: float = 30.0) -> Motion:
     """Relaxed A-pose, the pose of a character sheet."""
-    e, root, j = _empty(frames)
+    e, root, j = _empty(frames or 1)
     _arms_down(e, j, 62.0)
     return _motion_from_degrees(e, root, fps)
 
 
-def walk(frames: int = 30, fps: float = 30.0, cycle_s: float = 1.0) -> Motion:
-    """A walk cycle in place (the root bobs but does not travel)."""
+def walk(frames: int | None = None, fps: float = 30.0, cycle_s: float = 1.0) -> Motion:
+    """A walk cycle in place (the root bobs but does not travel); default one cycle."""
+    frames = frames or max(1, round(fps * cycle_s))
     e, root, j = _empty(frames)
     _arms_down(e, j)
     ph = 2 * np.pi * np.arange(frames) / (fps * cycle_s)
@@ -111,8 +112,9 @@ def walk(frames: int = 30, fps: float = 30.0, cycle_s: float = 1.0) -> Motion:
     return _motion_from_degrees(e, root, fps)
 
 
-def wave(frames: int = 30, fps: float = 30.0) -> Motion:
-    """Right hand raised and waving; the other arm rests."""
+def wave(frames: int | None = None, fps: float = 30.0) -> Motion:
+    """Right hand raised and waving twice a second; the other arm rests. Default one second."""
+    frames = frames or max(1, round(fps))
     e, root, j = _empty(frames)
     _arms_down(e, j)
     t = 2 * np.pi * np.arange(frames) / fps * 2.0
@@ -124,11 +126,12 @@ def wave(frames: int = 30, fps: float = 30.0) -> Motion:
     return _motion_from_degrees(e, root, fps)
 
 
-def dance(frames: int = 60, fps: float = 30.0) -> Motion:
-    """A loop: hips sway, arms pump up in turn, knees bounce on the beat."""
+def dance(frames: int | None = None, fps: float = 30.0, loop_s: float = 2.0) -> Motion:
+    """A two-second loop: hips sway, arms pump up in turn, knees bounce on the beat. Default one loop."""
+    frames = frames or max(1, round(fps * loop_s))
     e, root, j = _empty(frames)
     _arms_down(e, j)
-    t = 2 * np.pi * np.arange(frames) / frames  # one loop
+    t = 2 * np.pi * np.arange(frames) / (fps * loop_s)
     beat = np.abs(np.sin(2 * t))
     e[:, j["hips"], 2] = 8 * np.sin(t)
     e[:, j["spine"], 2] = -6 * np.sin(t)
@@ -168,5 +171,5 @@ def procedural_motion(name: str, frames: int | None = None, seed: int = 0, fps: 
         return random_poses(frames or 8, seed, fps)
     if name not in PROCEDURAL:
         raise KeyError(name)
-    return PROCEDURAL[name](frames, fps) if frames else PROCEDURAL[name](fps=fps)
+    return PROCEDURAL[name](frames, fps)
 

@@ -54,11 +54,11 @@ class DirectMotion:
     warnings: list[str]
 
 
-def procedural_source(name: str, frames: int | None, seed: int) -> MotionSource:
+def procedural_source(name: str, frames: int | None, seed: int, fps: float | None = None) -> MotionSource:
     from conr.engine.motions import procedural_motion
 
     skel, _ = humanoid_skeleton()
-    m = procedural_motion(name, frames, seed)
+    m = procedural_motion(name, frames, seed, fps or 30.0)
     g = skel.forward(m.rotations, m.root_translation)
     return MotionSource(skel.rest_global(), g, {b: i for i, b in enumerate(HUMANOID_BONES)}, m.fps, name, [])
 
@@ -67,7 +67,7 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frames: int |
                        animation: str | None) -> MotionSource | DirectMotion:
     """Either a source to retarget, or a motion on the model's own skeleton."""
     if spec in PROCEDURAL_NAMES:
-        return procedural_source(spec, frames, seed)
+        return procedural_source(spec, frames, seed, fps)
     path = Path(spec)
     suffix = path.suffix.lower()
     if not path.exists():
