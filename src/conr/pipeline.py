@@ -12,6 +12,7 @@ memory does not grow with the length of the sequence. The CLI, benchmarks and tr
 from __future__ import annotations
 
 import contextlib
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,13 @@ SHEET_EXTS = {".png"}
 POSE_EXTS = {"udp": UDP_EXTS, "image": {".png"}}
 # The original refuses a sheet view whose square crop is at least this opaque on average.
 MAX_SHEET_OPACITY = 0.95
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -138,6 +146,11 @@ class Renderer:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.precision = precision
+        if precision == "fast" and self.device.type == "cpu" and not _cpu_has_bf16():
+            # Emulated bfloat16 is hundreds of times slower than float32 on such CPUs.
+            warnings.warn("this CPU has no native bfloat16 support: --precision fast renders in float32",
+                          stacklevel=2)
+            self.precision = "fp32"
         self.size = size or model.cfg.image_size
         if self.device.type == "cpu":
             # Deep random or fine-tuned weights can produce subnormal activations, which x86 CPUs
