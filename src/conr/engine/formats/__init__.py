@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from conr.engine.skinning import SkinnedMesh
 from conr.errors import ConrError
 
@@ -41,8 +39,3 @@ def load_model(path: str | Path) -> Model:
         return Model(mesh, humanoid, [], path, warnings, rig)
     raise ConrError(f"unsupported model format {suffix or '(no extension)'!r}", path=path,
                     hint=f"use one of {', '.join(MODEL_SUFFIXES)}")
-
-
-def rest_globals_with_animation(model: Model, index: int) -> torch.Tensor:
-    """(T, J, 4, 4) global transforms of one of the model's own animations."""
-    return model.mesh.skeleton.global_from_local(model.animations[index].local)

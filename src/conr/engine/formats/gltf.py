@@ -26,7 +26,6 @@ from conr.errors import ConrError
 _COMPONENT = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
 _NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 GLB_MAGIC = 0x46546C67
-VRM0_TO_HUMANOID = {"upperChest": "chest"}  # VRM names match ours; upperChest folds into chest when chest exists
 
 
 @dataclass
