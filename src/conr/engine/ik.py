@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from conr.engine.formats.pmx import IKChain, Inherit
+from conr.engine.formats.pmx import IKChain, Inherit, MmdRig
+from conr.engine.formats.vmd import VmdMotion
 from conr.engine.skeleton import Skeleton
-from conr.engine.transforms import axis_angle_to_matrix, axis_rotation, matrix_to_quat
+from conr.engine.transforms import axis_angle_to_matrix, axis_rotation, matrix_to_quat, quat_to_matrix
 
 
 def _chain_path(skel: Skeleton, chain: IKChain) -> list[int]:
@@ -101,13 +103,9 @@ def apply_inherit(skel: Skeleton, local: Tensor, inherits: list[Inherit]) -> Ten
     return local
 
 
-def pose_mmd(skel: Skeleton, rig, vmd, frames: Tensor | None = None) -> tuple[Tensor, list[str]]:
-    """Global transforms (T, J, 4, 4) of a PMX skeleton driven by a VMD motion, with inherit and IK;
-    also the VMD's bone names the model lacks."""
-    import numpy as np
-
-    from conr.engine.transforms import quat_to_matrix
-
+def pose_mmd(skel: Skeleton, rig: MmdRig, vmd: VmdMotion, frames: np.ndarray | None = None) -> tuple[Tensor, list[str]]:
+    """Global transforms (T, J, 4, 4) of a PMX skeleton driven by a VMD motion at the given frame
+    numbers (default all), with inherited rotation and IK; also the VMD's bone names the model lacks."""
     f = np.arange(vmd.num_frames, dtype=float) if frames is None else np.asarray(frames, float)
     local = skel.rest_local.expand(len(f), -1, -1, -1).clone()
     index = {n: j for j, n in enumerate(skel.names)}

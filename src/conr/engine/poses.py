@@ -20,10 +20,12 @@ import numpy as np
 import torch
 
 from conr.engine.formats import MOTION_SUFFIXES, Model, load_model
+from conr.engine.formats.pmx import MmdRig
 from conr.engine.motions import PROCEDURAL
 from conr.engine.procedural import HUMANOID_BONES, humanoid_skeleton
 from conr.engine.retarget import facing_yaw, match_humanoid, retarget
 from conr.engine.scene import SHEET_YAWS, camera_dict, sequence_camera, write_frames, write_sheet
+from conr.engine.skeleton import Skeleton
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
 from conr.io import atomic_write_bytes
@@ -139,7 +141,7 @@ def _resample(count: int, src_fps: float, fps: float | None, frames: int | None)
     return idx[:frames] if frames else idx
 
 
-def _follow_inherited(skel, g: torch.Tensor, rig) -> torch.Tensor:
+def _follow_inherited(skel: Skeleton, g: torch.Tensor, rig: MmdRig) -> torch.Tensor:
     """PMX deform bones that copy another bone's rotation (足D from 足 ...) follow the retargeted pose."""
     from conr.engine.ik import apply_inherit
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conr.engine.skinning import SkinnedMesh
 from conr.errors import ConrError
+
+if TYPE_CHECKING:
+    from conr.engine.formats.gltf import NodeAnimation
+    from conr.engine.formats.pmx import MmdRig
 
 MODEL_SUFFIXES = (".glb", ".gltf", ".vrm", ".pmx")
 MOTION_SUFFIXES = (".bvh", ".vmd", ".glb", ".gltf", ".vrm")
@@ -16,10 +21,10 @@ MOTION_SUFFIXES = (".bvh", ".vmd", ".glb", ".gltf", ".vrm")
 class Model:
     mesh: SkinnedMesh
     humanoid: dict[str, int]  # canonical bone -> joint index
-    animations: list  # formats.gltf.NodeAnimation
+    animations: list[NodeAnimation]
     path: Path
     warnings: list[str] = field(default_factory=list)
-    rig: object | None = None  # formats.pmx.MmdRig for PMX models (IK, inherited rotation)
+    rig: MmdRig | None = None  # PMX models: IK chains and inherited rotation
 
 
 def load_model(path: str | Path) -> Model:
