@@ -578,3 +578,11 @@ def test_z_up_bvh_drives_a_y_up_model_the_same_way(girl, glb, tmp_path) -> None:
     root = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.05, 0.0]])
     posed = girl.pose(girl.skeleton.forward(rot, root))
     assert_same_frames(udp_frames(out), direct_udp(girl, posed))
+
+
+def test_compressed_gltf_is_refused_with_a_hint(tmp_path, capsys) -> None:
+    path = tmp_path / "draco.gltf"
+    path.write_text(json.dumps({"asset": {"version": "2.0"}, "extensionsRequired": ["KHR_draco_mesh_compression"]}))
+    out = tmp_path / "o"
+    err = _fails(["poses", str(path), "walk", "-o", str(out)], capsys, str(path), out)
+    assert "KHR_draco_mesh_compression" in err and "without mesh compression" in err

@@ -26,6 +26,8 @@ from conr.errors import ConrError
 _COMPONENT = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
 _NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 GLB_MAGIC = 0x46546C67
+# Required extensions without which the geometry cannot be read at all.
+_UNSUPPORTED_REQUIRED = {"KHR_draco_mesh_compression", "EXT_meshopt_compression", "KHR_mesh_quantization"}
 
 
 @dataclass
@@ -64,6 +66,10 @@ class _Doc:
         if not isinstance(self.gltf, dict) or not str(self.gltf.get("asset", {}).get("version", "")).startswith("2"):
             raise ConrError("only glTF 2.0 is supported (asset.version is missing or not 2.x)", path=path,
                             hint="re-export the model as glTF 2.0")
+        unsupported = sorted(set(self.gltf.get("extensionsRequired", [])) & _UNSUPPORTED_REQUIRED)
+        if unsupported:
+            raise ConrError(f"the model needs {', '.join(unsupported)}, which is not supported", path=path,
+                            hint="re-export the model without mesh compression")
         self._buffers: dict[int, bytes] = {}
         self._accessors: dict[int, np.ndarray] = {}
 
