@@ -152,6 +152,8 @@ class Renderer:
                           stacklevel=2)
             self.precision = "fp32"
         self.size = size or model.cfg.image_size
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes repeat every batch: pick the fastest kernels once
         if self.device.type == "cpu":
             # Deep random or fine-tuned weights can produce subnormal activations, which x86 CPUs
             # process up to 100x slower; flushing them changes nothing visible.
