@@ -243,3 +243,12 @@ def test_cuda_matches_cpu() -> None:
     a = rasterize_mesh(v, f, cam)
     b = rasterize_mesh(v.cuda(), f.cuda(), cam)
     assert torch.equal(a.face, b.face.cpu())
+
+
+def test_backface_culling_keeps_closed_meshes_and_drops_faces_seen_from_behind() -> None:
+    v, f = cube()
+    cam = ortho_front()
+    assert torch.equal(rasterize_mesh(v, f, cam, cull_backfaces=True).face, rasterize_mesh(v, f, cam).face)
+    tri = torch.tensor([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [0.0, 1.0, 0.0]])  # counter-clockwise from +z
+    assert rasterize_mesh(tri, torch.tensor([[0, 1, 2]]), cam, cull_backfaces=True).mask.any()
+    assert not rasterize_mesh(tri, torch.tensor([[0, 2, 1]]), cam, cull_backfaces=True).mask.any()

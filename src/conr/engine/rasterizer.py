@@ -56,7 +56,8 @@ def rasterize(
     """Rasterise triangles given per-vertex pixel coordinates (V, 2), depth (V,) in [0, 1] and w (V,).
 
     Triangles with a vertex outside the depth range [0, 1] (behind the near plane or past the far
-    plane) are dropped rather than clipped. `max_candidates` bounds the memory of one pass.
+    plane) are dropped rather than clipped. `max_candidates` bounds the memory of one pass (the
+    bounding-box pixels of the triangles it takes). `alpha` discards fragments of cut-out materials.
     """
     device = xy.device
     scale = float(1 << SUBPIXEL_BITS)
@@ -68,7 +69,7 @@ def rasterize(
     zf = depth[faces]
     keep = (area != 0) & (zf >= 0).all(1) & (zf <= 1).all(1)
     if cull_backfaces:
-        keep &= area < 0  # counter-clockwise in world, seen from the front, is clockwise with y down
+        keep &= area < 0  # faces seen counter-clockwise (their front) have negative area with y down
     ids = torch.nonzero(keep).squeeze(1)
     order = torch.where(area[ids] > 0, 0, 1)
     # Orient every triangle the same way (swap vertices 1 and 2 of the others).
@@ -91,7 +92,8 @@ def rasterize(
     ids, x, y, area, x0, y0, bw, bh, count = (v[has] for v in (ids, x, y, area, x0, y0, bw, bh, count))
     perm = perm[has]
 
-    # Edge i is opposite vertex i: e_i(p) = A_i * px + B_i * py + C_i, positive inside.
+    # Edge i is opposite vertex i: e_i(p) = A_i * px + B_i * py + C_i, positive inside, e_i / area
+    # is the barycentric weight of vertex i.
     xa, ya = x[:, [1, 2, 0]], y[:, [1, 2, 0]]
     xb, yb = x[:, [2, 0, 1]], y[:, [2, 0, 1]]
     A = ya - yb
