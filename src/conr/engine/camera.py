@@ -98,7 +98,7 @@ def fit_camera(
     margin: float = 0.08,
 ) -> Camera:
     """A camera looking along -direction that fits all (..., 3) points with `margin` on each side."""
-    pts = points.reshape(-1, 3).double()
+    pts = points.detach().reshape(-1, 3).double().cpu()  # framing is a few scalars: do it on the CPU
     lo, hi = pts.min(0).values, pts.max(0).values
     centre = (lo + hi) / 2
     radius = float((pts - centre).norm(dim=-1).max().clamp_min(1e-6))
