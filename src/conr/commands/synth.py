@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=512, help="image width and height in pixels (default 512)")
     p.add_argument("--views", type=int, default=4, help="views in each character sheet (default 4)")
     p.add_argument("--projection", choices=("perspective", "orthographic"), default="perspective")
+    p.add_argument("--yaw", type=float, default=0.0, help="camera angle of the motion frames in degrees (0 = front)")
     p.add_argument("--detail", type=float, default=1.0, help="mesh tessellation factor (default 1.0)")
     p.add_argument("--no-targets", action="store_true", help="skip the ground-truth RGBA renders of the motion")
     p.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda (default cpu)")
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     manifest = synthesize(
         args.out, seed=args.seed, count=args.count, motion=args.motion, frames=args.frames, size=args.size,
-        views=args.views, projection=args.projection, detail=args.detail, targets=not args.no_targets,
+        views=args.views, projection=args.projection, yaw=args.yaw, detail=args.detail, targets=not args.no_targets,
         overwrite=args.overwrite, device=device, log=lambda s: print(s, file=sys.stderr),
     )
     n = sum(len(c["udp"]) for c in manifest["characters"])

@@ -40,6 +40,7 @@ def synthesize(
     size: int = 512,
     views: int = 4,
     projection: str = "perspective",
+    yaw: float = 0.0,
     detail: float = 1.0,
     targets: bool = True,
     overwrite: bool = False,
@@ -62,7 +63,7 @@ def synthesize(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        manifest = _build(tmp, seed, count, motion, frames, size, views, projection, detail, targets, device, log)
+        manifest = _build(tmp, seed, count, motion, frames, size, views, projection, yaw, detail, targets, device, log)
         atomic_write_bytes(tmp / "manifest.json", json.dumps(manifest, indent=1).encode())
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
@@ -74,7 +75,7 @@ def synthesize(
 
 
 def _build(root: Path, seed: int, count: int, motion_name: str, frames: int | None, size: int, views: int,
-           projection: str, detail: float, targets: bool, device: str, log: Callable[[str], None]) -> dict:
+           projection: str, yaw: float, detail: float, targets: bool, device: str, log: Callable[[str], None]) -> dict:
     chars = []
     for k in range(count):
         cseed = seed + k
@@ -89,7 +90,7 @@ def _build(root: Path, seed: int, count: int, motion_name: str, frames: int | No
 
         motion = procedural_motion(motion_name, frames, seed=cseed)
         posed, _ = pose_by_motion(mesh, motion)
-        cam = sequence_camera(posed, size, projection=projection)
+        cam = sequence_camera(posed, size, yaw=yaw, projection=projection)
         udp_names, rgba_names = write_frames(mesh, posed, cam, norm, root / cid / "udp",
                                              root / cid / "target" if targets else None, device)
         chars.append({
