@@ -150,3 +150,8 @@ def test_procedural_motions_follow_the_frame_rate() -> None:
     assert dance(None, fps=15).num_frames == 30
     # The same instant of the cycle at two frame rates is the same pose.
     assert torch.allclose(walk(None, fps=60).rotations[20], walk(None, fps=30).rotations[10], atol=1e-6)
+
+
+def test_thread_count_is_validated(tmp_path: Path, capsys) -> None:
+    assert main(["synth", str(tmp_path / "o"), "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err

@@ -28,16 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preview", action="store_true", help="also write cel-shaded RGBA previews to OUT/preview")
     p.add_argument("--sheet", type=int, default=0, metavar="VIEWS",
                    help="also render a character sheet of the model (A-pose, up to 8 views) to OUT/sheet")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)")
     p.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from conr.engine.device import resolve_device
+    from conr.engine.device import resolve_device, set_threads
     from conr.engine.poses import make_poses
     from conr.errors import ConrError
 
+    set_threads(args.threads)
     if args.frames is not None and args.frames < 1:
         raise ConrError("--frames must be at least 1")
     if args.fps is not None and args.fps <= 0:

@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--yaw", type=float, default=0.0, help="camera angle of the motion frames in degrees (0 = front)")
     p.add_argument("--detail", type=float, default=1.0, help="mesh tessellation factor (default 1.0)")
     p.add_argument("--no-targets", action="store_true", help="skip the ground-truth RGBA renders of the motion")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)")
     p.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=run)
@@ -34,9 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from conr.engine.synth import synthesize
-    from conr.engine.device import resolve_device
+    from conr.engine.device import resolve_device, set_threads
 
     device = resolve_device(args.device)
+    set_threads(args.threads)
     manifest = synthesize(
         args.out, seed=args.seed, count=args.count, motion=args.motion, frames=args.frames, size=args.size,
         views=args.views, projection=args.projection, yaw=args.yaw, detail=args.detail, targets=not args.no_targets,
