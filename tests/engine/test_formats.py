@@ -586,3 +586,15 @@ def test_compressed_gltf_is_refused_with_a_hint(tmp_path, capsys) -> None:
     out = tmp_path / "o"
     err = _fails(["poses", str(path), "walk", "-o", str(out)], capsys, str(path), out)
     assert "KHR_draco_mesh_compression" in err and "without mesh compression" in err
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"nodes": [{"children": [1]}, {"children": [0]}]}, "cycle"),
+    ({"nodes": [{"name": "Hips"}]}, "no triangle meshes"),
+    ({"nodes": [{"children": [5]}]}, "invalid"),
+])
+def test_broken_node_trees_are_reported(tmp_path, capsys, doc, message) -> None:
+    path = tmp_path / "broken.gltf"
+    path.write_text(json.dumps({"asset": {"version": "2.0"}, **doc}))
+    out = tmp_path / "o"
+    assert message in _fails(["poses", str(path), "walk", "-o", str(out)], capsys, str(path), out)
