@@ -174,3 +174,47 @@ def test_deform_bones_inheriting_rotation_move_the_legs(girl, tmp_path, motion) 
         assert main(["poses", str(model), spec, "-o", str(out), "--size", str(SIZE), "--frames", "3"]) == 0
         frames.append(udp_frames(out))
     assert_same_frames(frames[1], frames[0])
+
+
+def _tga(rgba: np.ndarray, rle: bool, top_left: bool) -> bytes:
+    """A 32-bit TGA of (H, W, 4) RGBA, raw or run-length encoded (runs of equal pixels)."""
+    import struct
+
+    h, w = rgba.shape[:2]
+    rows = rgba if top_left else rgba[::-1]
+    bgra = rows[..., [2, 1, 0, 3]].reshape(-1, 4)
+    head = struct.pack("<BBB5sHHHHBB", 0, 0, 10 if rle else 2, bytes(5), 0, 0, w, h, 32, 8 | (0x20 if top_left else 0))
+    if not rle:
+        return head + bgra.tobytes()
+    body = bytearray()
+    k = 0
+    while k < len(bgra):
+        run = 1
+        while k + run < len(bgra) and run < 128 and (bgra[k + run] == bgra[k]).all():
+            run += 1
+        if run > 1:
+            body += bytes([0x80 | (run - 1)]) + bgra[k].tobytes()
+        else:
+            body += bytes([0]) + bgra[k].tobytes()
+        k += run
+    return head + bytes(body)
+
+
+@pytest.mark.parametrize("rle, top_left", [(False, False), (True, False), (True, True)])
+def test_tga_textures_decode(rle: bool, top_left: bool) -> None:
+    from conr.engine.formats.gltf import decode_rgba
+
+    img = np.zeros((3, 5, 4), np.uint8)
+    img[..., 3] = 255
+    img[0, :, 0] = 255  # a red top row
+    img[2, 4] = (10, 20, 30, 40)
+    got = decode_rgba(_tga(img, rle, top_left))
+    assert got is not None and np.array_equal((got * 255).round().astype(np.uint8), img)
+
+
+def test_truncated_tga_is_unreadable_not_a_crash() -> None:
+    from conr.engine.formats.tga import decode_tga
+
+    img = np.full((4, 4, 4), 200, np.uint8)
+    assert decode_tga(_tga(img, True, False)[:-3]) is None
+    assert decode_tga(b"not an image at all") is None

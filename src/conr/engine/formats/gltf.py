@@ -192,12 +192,15 @@ class _Doc:
 
 
 def decode_rgba(raw: bytes) -> np.ndarray | None:
-    """PNG/JPEG bytes -> (H, W, 4) float RGBA in [0, 1] (alpha 1 when the image has none), or None."""
+    """PNG/JPEG/BMP/TGA bytes -> (H, W, 4) float RGBA in [0, 1] (alpha 1 when the image has none), or None."""
     import cv2
 
     arr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        return None
+        from conr.engine.formats.tga import decode_tga
+
+        tga = decode_tga(raw)
+        return None if tga is None else tga.astype(np.float64) / 255.0
     if arr.dtype != np.uint8:
         arr = (arr.astype(np.float64) / np.iinfo(arr.dtype).max * 255).round().astype(np.uint8)
     if arr.ndim == 2:
