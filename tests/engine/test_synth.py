@@ -155,3 +155,16 @@ def test_procedural_motions_follow_the_frame_rate() -> None:
 def test_thread_count_is_validated(tmp_path: Path, capsys) -> None:
     assert main(["synth", str(tmp_path / "o"), "--threads", "0"]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_synth_sheets_and_udp_pass_conr_render_readers(tmp_path: Path) -> None:
+    from conr.io import UDP_EXTS, list_inputs, read_rgba, read_udp
+
+    out = tmp_path / "data"
+    assert _run_synth(out) == 0
+    ch = out / "char_0000"
+    for png in list_inputs(ch / "sheet", {".png"}, "character sheet"):
+        rgba = read_rgba(png)
+        assert rgba.shape[:2] == (48, 48) and rgba[..., 3].max() > 0
+    frames = list_inputs(ch / "udp", UDP_EXTS, "poses")
+    assert len(frames) == 2 and read_udp(frames[0]).shape == (48, 48, 4)
