@@ -208,7 +208,7 @@ def make_poses(
         if missing:
             warn(f"{Path(model_path).name}: the motion moves bones the model lacks: {', '.join(missing)}")
         out_fps, motion_name = src.fps, src.name
-    posed = torch.cat([mesh.pose(g[i:i + 16]) for i in range(0, g.shape[0], 16)])
+    posed = mesh.pose_frames(g)
     norm = UDPNormalizer.from_vertices(mesh.rest_vertices())
     # Yaw 0 looks at the model's front, whichever way the file has it face (VRM 0.x and MMD face -Z).
     front = facing_yaw(mesh.skeleton.rest_global()[:, :3, 3], model.humanoid)

@@ -16,13 +16,9 @@ from conr.engine.udp import UDPNormalizer
 from conr.io import atomic_save_npz, atomic_write_png
 
 
-def pose_sequence(mesh: SkinnedMesh, rotations: Tensor, root_translation: Tensor, batch: int = 16) -> Tensor:
+def pose_sequence(mesh: SkinnedMesh, rotations: Tensor, root_translation: Tensor) -> Tensor:
     """(T, V, 3) posed vertices for (T, J, 3, 3) local rotations and (T, 3) root offsets."""
-    out = []
-    for i in range(0, rotations.shape[0], batch):
-        g = mesh.skeleton.forward(rotations[i:i + batch], root_translation[i:i + batch])
-        out.append(mesh.pose(g))
-    return torch.cat(out) if out else torch.zeros(0, mesh.vertices.shape[0], 3)
+    return mesh.pose_frames(mesh.skeleton.forward(rotations, root_translation))
 
 
 def pose_by_motion(mesh: SkinnedMesh, motion: Motion) -> tuple[Tensor, list[str]]:

@@ -55,6 +55,14 @@ class SkinnedMesh:
         """LBS: (..., J, 4, 4) posed global joint transforms -> (..., V, 3) posed vertices."""
         return linear_blend_skinning(self.vertices, self.joints, self.weights, self.skin_matrices(global_transforms))
 
+    def pose_frames(self, global_transforms: Tensor, budget: int = 1 << 24) -> Tensor:
+        """(T, J, 4, 4) -> (T, V, 3), a few frames at a time so that large models stay within memory
+        (the per-vertex blended matrices take V * K * 12 floats per frame)."""
+        per_frame = max(1, self.vertices.shape[0] * self.joints.shape[1] * 12)
+        step = max(1, budget // per_frame)
+        frames = [self.pose(global_transforms[i:i + step]) for i in range(0, global_transforms.shape[0], step)]
+        return torch.cat(frames) if frames else torch.zeros(0, *self.vertices.shape)
+
 
 def linear_blend_skinning(vertices: Tensor, joints: Tensor, weights: Tensor, skin: Tensor) -> Tensor:
     """v' = sum_k w_k * M[j_k] @ v for (V, 3) vertices, (V, K) joints/weights and (..., J, 4, 4) skin."""
