@@ -24,7 +24,8 @@ from conr.engine.formats.pmx import MmdRig
 from conr.engine.motions import PROCEDURAL
 from conr.engine.procedural import HUMANOID_BONES, humanoid_skeleton
 from conr.engine.retarget import facing_yaw, match_humanoid, retarget
-from conr.engine.scene import SHEET_YAWS, camera_dict, sequence_camera, write_frames, write_sheet
+from conr.engine.scene import (SHEET_YAWS, camera_dict, frame_corners, posed_frames, sequence_camera, write_frames,
+                               write_sheet)
 from conr.engine.skeleton import Skeleton
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
@@ -208,16 +209,18 @@ def make_poses(
         if missing:
             warn(f"{Path(model_path).name}: the motion moves bones the model lacks: {', '.join(missing)}")
         out_fps, motion_name = src.fps, src.name
-    posed = mesh.pose_frames(g)
+    # Long motions of large models: keep only each frame's box for framing, pose again to render.
+    corners = torch.cat([frame_corners(v[None]) for v in posed_frames(mesh, g)])
     norm = UDPNormalizer.from_vertices(mesh.rest_vertices())
     # Yaw 0 looks at the model's front, whichever way the file has it face (VRM 0.x and MMD face -Z).
     front = facing_yaw(mesh.skeleton.rest_global()[:, :3, 3], model.humanoid)
-    cam = sequence_camera(posed, size, yaw=yaw + front, projection=projection)
+    cam = sequence_camera(corners, size, yaw=yaw + front, projection=projection)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        udp, rgba = write_frames(mesh, posed, cam, norm, tmp, tmp / "preview" if preview else None, device)
+        udp, rgba = write_frames(mesh, posed_frames(mesh, g), cam, norm, tmp, tmp / "preview" if preview else None,
+                                 device)
         sheet = []
         if sheet_views:
             sheet = write_sheet(mesh, _sheet_pose(model), size, sheet_views, tmp / "sheet", projection, front, device)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -27,14 +27,30 @@ def pose_by_motion(mesh: SkinnedMesh, motion: Motion) -> tuple[Tensor, list[str]
     return pose_sequence(mesh, rot, motion.root_translation), missing
 
 
+def frame_corners(posed: Tensor) -> Tensor:
+    """(T, V, 3) -> (T, 8, 3): the corners of each frame's bounding box, all that framing needs."""
+    lo, hi = posed.min(-2).values, posed.max(-2).values  # (T, 3)
+    pick = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], dtype=torch.bool, device=posed.device)
+    return torch.where(pick, hi[:, None], lo[:, None])
+
+
 def sequence_camera(posed: Tensor, size: int, yaw: float = 0.0, pitch: float = 5.0, projection: str = "perspective") -> Camera:
-    """One fixed camera that keeps the whole (T, V, 3) sequence in frame (the figure does not jump)."""
-    return fit_camera(posed, size, size, view_direction(yaw, pitch), projection)
+    """One fixed camera that keeps the whole (T, V, 3) sequence in frame (the figure does not jump).
+
+    Only each frame's bounding-box corners are used, so passing `frame_corners(posed)` (cheap to
+    keep for long sequences) gives the same camera."""
+    return fit_camera(frame_corners(posed), size, size, view_direction(yaw, pitch), projection)
+
+
+def posed_frames(mesh: SkinnedMesh, global_transforms: Tensor, step: int = 8) -> Iterator[Tensor]:
+    """(V, 3) posed vertices frame by frame, skinning a few frames at a time (nothing kept)."""
+    for i in range(0, global_transforms.shape[0], step):
+        yield from mesh.pose_frames(global_transforms[i:i + step])
 
 
 def write_frames(
     mesh: SkinnedMesh,
-    posed: Tensor,
+    posed: Iterable[Tensor],
     camera: Camera,
     normalizer: UDPNormalizer,
     udp_dir: Path | None,
@@ -43,11 +59,11 @@ def write_frames(
     style: CelStyle | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Render every frame as UDP .npz and/or RGBA .png; returns the file names written."""
+    """Render every (V, 3) frame of `posed` as UDP .npz and/or RGBA .png; returns the file names written."""
     udp_names, rgba_names = [], []
     mesh_dev = _to_device(mesh, device)
-    for t in range(posed.shape[0]):
-        v = posed[t].to(device)
+    for t, frame in enumerate(posed):
+        v = frame.to(device)
         name = f"{t:05d}"
         if udp_dir is not None:
             udp = render_udp(mesh_dev, v, camera, normalizer)
