@@ -598,3 +598,18 @@ def test_broken_node_trees_are_reported(tmp_path, capsys, doc, message) -> None:
     path.write_text(json.dumps({"asset": {"version": "2.0"}, **doc}))
     out = tmp_path / "o"
     assert message in _fails(["poses", str(path), "walk", "-o", str(out)], capsys, str(path), out)
+
+
+def test_animation_is_picked_by_name_or_index(girl, glb, tmp_path, capsys) -> None:
+    path = tmp_path / "clip.glb"
+    quats = matrix_to_quat(axis_rotation("Y", -torch.tensor([0.0, 1.0]))).numpy()
+    mesh_to_glb(girl, path, animation={"leftLowerArm": quats})
+    # Another file's animation is retargeted by bone names onto the model.
+    for pick in ("clip", "0"):
+        out = tmp_path / f"o{pick}"
+        assert main(["poses", str(glb), str(path), "--animation", pick, "-o", str(out), "--size", "32"]) == 0
+        assert len(list(out.glob("*.npz"))) == 2
+    out = tmp_path / "bad"
+    err = _fails(["poses", str(glb), str(path), "--animation", "Run", "-o", str(out)], capsys, str(path), out)
+    assert "no animation named 'Run'" in err and "available: clip" in err
+    assert "no animations" in _fails(["poses", str(glb), str(glb), "-o", str(out)], capsys, str(glb), out)

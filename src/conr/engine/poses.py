@@ -114,8 +114,9 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frames: int |
         g = src_model.mesh.skeleton.global_from_local(anim.local[torch.as_tensor(pick)])
         if same:
             return DirectMotion(g, fps or anim.fps, f"{path.name}#{anim.name}", [])
+        # The motion file's own texture warnings are of no concern here.
         return MotionSource(src_model.mesh.skeleton.rest_global(), g, src_model.humanoid, fps or anim.fps,
-                            f"{path.name}#{anim.name}", list(src_model.warnings))
+                            f"{path.name}#{anim.name}", [])
     raise ConrError(f"unsupported motion format {suffix or '(no extension)'!r}", path=path,
                     hint=f"use one of {', '.join(MOTION_SUFFIXES)} or a procedural motion: {', '.join(PROCEDURAL_NAMES)}")
 
