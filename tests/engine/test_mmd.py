@@ -218,3 +218,19 @@ def test_truncated_tga_is_unreadable_not_a_crash() -> None:
     img = np.full((4, 4, 4), 200, np.uint8)
     assert decode_tga(_tga(img, True, False)[:-3]) is None
     assert decode_tga(b"not an image at all") is None
+
+
+def test_vmd_ik_switch_turns_leg_ik_off_from_its_frame(pmx, tmp_path) -> None:
+    model = load_model(pmx)
+    lift = np.array([0.0, 0.18, 0.12]) * MMD_SCALE * [1, 1, -1]
+    vmd = tmp_path / "switch.vmd"
+    write_vmd(vmd, [("左足ＩＫ", 0, tuple(lift), (0, 0, 0, 1)), ("左足ＩＫ", 3, tuple(lift), (0, 0, 0, 1))],
+              ik_switches=[(0, {"左足ＩＫ": True}), (2, {"左足ＩＫ": False})])
+    motion = load_vmd(vmd)
+    assert motion.ik_enabled("左足ＩＫ", np.arange(4.0)).tolist() == [True, True, False, False]
+    g, _ = pose_mmd(model.mesh.skeleton, model.rig, motion)
+    names = model.mesh.skeleton.names
+    ik, ankle, hip = names.index("左足ＩＫ"), names.index("左足首"), names.index("左足")
+    assert torch.allclose(g[1, ankle, :3, 3], g[1, ik, :3, 3], atol=0.01 * MMD_SCALE)  # on: follows the IK bone
+    assert abs(float(g[3, ankle, 0, 3] - g[3, hip, 0, 3])) < 1e-3 * MMD_SCALE  # off: the leg hangs straight
+    assert float(g[3, ankle, 1, 3]) < float(g[1, ankle, 1, 3]) - 0.1 * MMD_SCALE

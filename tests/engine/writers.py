@@ -273,10 +273,12 @@ def mesh_to_pmx(mesh: SkinnedMesh, path: Path, texture: str | None = None, leg_i
     path.write_bytes(bytes(out))
 
 
-def write_vmd(path: Path, keys: list[tuple]) -> None:
+def write_vmd(path: Path, keys: list[tuple], ik_switches: list[tuple[int, dict[str, bool]]] | None = None) -> None:
     """keys: (bone name, frame, position, quaternion xyzw[, curves]), in MMD's left-handed frame.
 
     `curves` is (4, 4) Bezier controls (x1, y1, x2, y2) in 0..127 for X, Y, Z, rotation; default linear.
+    `ik_switches`: (frame, {IK bone name: on}) show/IK keys, written after empty morph, camera,
+    light and shadow sections.
     """
     out = bytearray(b"Vocaloid Motion Data 0002".ljust(30, b"\0") + "girl".encode("shift_jis").ljust(20, b"\0"))
     out += struct.pack("<I", len(keys))
@@ -288,4 +290,10 @@ def write_vmd(path: Path, keys: list[tuple]) -> None:
                 interp[axis + 4 * c] = curves[axis, c]
         out += name.encode("shift_jis").ljust(15, b"\0")[:15] + struct.pack("<I3f4f", frame, *pos, *quat) + bytes(interp)
     out += struct.pack("<IIII", 0, 0, 0, 0)
+    if ik_switches is not None:
+        out += struct.pack("<I", len(ik_switches))
+        for frame, states in ik_switches:
+            out += struct.pack("<IBI", frame, 1, len(states))
+            for name, on in states.items():
+                out += name.encode("shift_jis").ljust(20, b"\0") + bytes([int(on)])
     path.write_bytes(bytes(out))

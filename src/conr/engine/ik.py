@@ -116,6 +116,9 @@ def pose_mmd(skel: Skeleton, rig: MmdRig, vmd: VmdMotion, frames: np.ndarray | N
             local[:, j, :3, :3] = quat_to_matrix(torch.tensor(quat, dtype=torch.float32))
             local[:, j, :3, 3] = local[:, j, :3, 3] + torch.tensor(pos, dtype=torch.float32)
     local = apply_inherit(skel, local, rig.inherit)
-    local = solve_ik(skel, local, rig.ik)
+    for chain in rig.ik:
+        on = torch.tensor(vmd.ik_enabled(skel.names[chain.bone], f))
+        if bool(on.any()):
+            local = torch.where(on[:, None, None, None], solve_ik(skel, local, [chain]), local)
     missing = [n for n in vmd.tracks if n not in index]
     return skel.global_from_local(local), missing

@@ -1,14 +1,14 @@
 """VMD reader (MikuMikuDance motions): bone keyframes, sampled at 30 frames per second.
 
 Between keys, each key's Bezier easing curves (one per position axis and one for the rotation)
-map time to progress; positions then interpolate linearly and rotations spherically. Morph,
-camera and light keys are not read.
+map time to progress; positions then interpolate linearly and rotations spherically. The IK
+on/off keys at the end of the file are read; morph, camera, light and shadow keys are skipped.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,15 @@ class VmdMotion:
     tracks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     # name -> (frames (K,), pos (K, 3), quat xyzw (K, 4), Bezier controls (K, 4, 4): X, Y, Z, rotation x (x1, y1, x2, y2))
     path: Path
+    ik_switches: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # IK bone -> (frames, on)
+
+    def ik_enabled(self, name: str, frames: np.ndarray) -> np.ndarray:
+        """(T,) bool: whether the IK bone `name` is on at each frame (on unless a key turned it off)."""
+        if name not in self.ik_switches:
+            return np.ones(len(frames), bool)
+        f, on = self.ik_switches[name]
+        k = np.searchsorted(f, frames, side="right") - 1
+        return np.where(k >= 0, on[np.clip(k, 0, None)], True)
 
     @property
     def num_frames(self) -> int:
@@ -114,4 +123,35 @@ def load_vmd(path: str | Path) -> VmdMotion:
                         np.array([k[2] for k in keys], float), np.stack([k[3] for k in keys]))
     if not tracks:
         raise ConrError("VMD file has no bone keyframes", path=path, hint="it may hold only camera or morph keys")
-    return VmdMotion(tracks, path)
+    return VmdMotion(tracks, path, _ik_switches(data, pos + count * _BONE_KEY.size))
+
+
+def _ik_switches(data: bytes, pos: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """IK on/off keys from the optional sections after the bone keys (absent in older files)."""
+    # Morph, camera, light and self-shadow keys have fixed sizes: skip them.
+    for size in (23, 61, 28, 9):
+        if pos + 4 > len(data):
+            return {}
+        (n,) = struct.unpack_from("<I", data, pos)
+        pos += 4 + n * size
+    if pos + 4 > len(data):
+        return {}
+    (n,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    keys: dict[str, list[tuple[int, bool]]] = {}
+    for _ in range(n):
+        if pos + 9 > len(data):
+            break
+        frame, _show, count = struct.unpack_from("<IBI", data, pos)
+        pos += 9
+        for _ in range(count):
+            if pos + 21 > len(data):
+                break
+            name = data[pos:pos + 20].split(b"\0", 1)[0].decode("shift_jis", errors="replace")
+            keys.setdefault(name, []).append((frame, bool(data[pos + 20])))
+            pos += 21
+    out = {}
+    for name, ks in keys.items():
+        ks.sort()
+        out[name] = (np.array([k[0] for k in ks], float), np.array([k[1] for k in ks], bool))
+    return out
