@@ -101,6 +101,15 @@ def run_one(cfg: dict) -> dict:
     return {"fps": frames / elapsed, "peak_mb": peak}
 
 
+def _rss_mb() -> float:
+    """Resident memory now (Linux), to follow memory while frames stream."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_sequence(cfg: dict) -> dict:
     """The whole pipeline over `frames` UDP files on disk, frames written as PNGs."""
     import numpy as np
@@ -123,14 +132,14 @@ def run_sequence(cfg: dict) -> dict:
         pose = target[0].permute(1, 2, 0).numpy().astype(np.float32)
         for k in range(n):
             atomic_save_npz(tmp / "poses" / f"{k}.npz", compressed=False, i=np.roll(pose, k % 7, axis=1))
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         renderer = Renderer.from_weights(tmp / "w.safetensors", device=device)
         sheet = renderer.encode_sheet(sheet_rgba)
+        base = peak = _rss_mb()
         start = time.perf_counter()
         for frame in renderer.render(sheet, find_poses(tmp / "poses"), batch_size=cfg["batch"]):
             atomic_write_png(tmp / "out" / f"{frame.name}.png", frame.rgba)
+            peak = max(peak, _rss_mb())
         elapsed = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
     return {"fps": n / elapsed, "peak_mb": peak, "before_mb": base, "gpu_mb": gpu}
 
@@ -160,6 +169,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer frames (noisier numbers)")
     parser.add_argument("--devices", default="auto", help="cpu, cuda or both (default: cpu and cuda if present)")
     parser.add_argument("--skip-sequence", action="store_true", help="skip the 100 vs 1000 frames memory test")
+    parser.add_argument("--skip-speed", action="store_true", help="skip the frames/s table")
     args = parser.parse_args()
     if args.child:
         cfg = json.loads(args.child)
@@ -181,7 +191,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
-        for device in devices:
+        for device in devices if not args.skip_speed else []:
             frames = 8 if device == "cpu" else 64
             if args.quick:
                 frames = max(frames // 4, 2)
@@ -213,14 +223,15 @@ def main() -> None:
     if args.skip_sequence:
         return
     print("\nmemory against sequence length (whole pipeline: read .npz, render, write PNG)")
-    header = f"{'device':6} {'preset':8} {'frames':>6} {'frames/s':>9} {'peak RSS MB':>12} {'GPU MB':>8}"
+    header = f"{'device':6} {'preset':8} {'frames':>6} {'frames/s':>9} {'RSS at start MB':>15} {'peak RSS MB':>12} " \
+             f"{'GPU MB':>8}"
     print(header)
     print("-" * len(header))
     for device in devices:
         preset_name = "tiny" if device == "cpu" else "official"
         for n in (100, 1000):
             res = _child({"kind": "sequence", "device": device, "preset": preset_name, "frames": n, "batch": 8})
-            print(f"{device:6} {preset_name:8} {n:6d} {res['fps']:9.2f} {res['peak_mb']:12.0f} "
+            print(f"{device:6} {preset_name:8} {n:6d} {res['fps']:9.2f} {res['before_mb']:15.0f} {res['peak_mb']:12.0f} "
                   f"{res['gpu_mb']:8.0f}", flush=True)
 
 

@@ -1,4 +1,4 @@
-"""`conr poses MODEL MOTION [-o OUT]`: render a character model driven by a motion as UDP frames."""
+"""`conr poses MODEL MOTION --out DIR`: render a character model driven by a motion as UDP frames."""
 
 from __future__ import annotations
 
@@ -16,16 +16,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="character model: .glb, .gltf, .vrm or .pmx")
     p.add_argument("motion", help="motion: .bvh, .vmd, .glb/.gltf/.vrm animation, or walk|wave|dance|stand|random")
-    p.add_argument("-o", "--out", default=None,
+    p.add_argument("--out", "-o", default=None,
                    help="output folder for the UDP frames, new or empty unless --overwrite (default: poses_MODEL_MOTION)")
     p.add_argument("--size", type=int, default=512, help="frame width and height in pixels (default 512)")
+    p.add_argument("--camera", default="front", metavar="front|orbit|FILE",
+                   help="front: one fixed camera facing the character; orbit: once around it over the motion; "
+                        "FILE: a JSON camera file (see docs/engine.md). Default front")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the motion's)")
-    p.add_argument("--frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--frames", default=None, metavar="A:B",
+                   help="output frames A to B-1 (at the output frame rate; A: or :B for open ends)")
     p.add_argument("--yaw", type=float, default=0.0, help="camera angle around the character in degrees (0 = front)")
     p.add_argument("--projection", choices=("perspective", "orthographic"), default="perspective")
     p.add_argument("--animation", default=None, help="animation name or index in a glTF motion file (default first)")
     p.add_argument("--seed", type=int, default=0, help="seed for the 'random' motion")
-    p.add_argument("--preview", action="store_true", help="also write cel-shaded RGBA previews to OUT/preview")
+    p.add_argument("--rgba", "--preview", dest="rgba", action="store_true",
+                   help="also write the cel-shaded RGBA render of each frame to OUT/rgba")
     p.add_argument("--sheet", type=int, default=0, metavar="VIEWS",
                    help="also render a character sheet of the model (A-pose, up to 8 views) to OUT/sheet")
     p.add_argument("--threads", type=int, default=None,
@@ -41,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from conr.errors import ConrError
 
     set_threads(args.threads)
-    if args.frames is not None and args.frames < 1:
-        raise ConrError("--frames must be at least 1")
+    frame_range = parse_range(args.frames)
     if args.fps is not None and args.fps <= 0:
         raise ConrError("--fps must be positive")
     if args.out is None:
@@ -50,10 +54,29 @@ def run(args: argparse.Namespace) -> int:
 
         args.out = f"poses_{Path(args.model).stem}_{Path(args.motion).stem}"
     manifest = make_poses(
-        args.model, args.motion, args.out, size=args.size, fps=args.fps, frames=args.frames, yaw=args.yaw,
-        projection=args.projection, preview=args.preview, sheet_views=args.sheet, animation=args.animation, seed=args.seed,
+        args.model, args.motion, args.out, size=args.size, fps=args.fps, frame_range=frame_range, camera=args.camera,
+        yaw=args.yaw, projection=args.projection, rgba=args.rgba, sheet_views=args.sheet, animation=args.animation,
+        seed=args.seed,
         overwrite=args.overwrite, device=resolve_device(args.device),
         warn=lambda s: print(f"conr poses: warning: {s}", file=sys.stderr),
     )
     print(f"wrote {len(manifest['frames'])} UDP frames to {args.out}")
     return 0
+
+
+def parse_range(text: str | None) -> tuple[int | None, int | None] | None:
+    """'A:B', 'A:' or ':B' -> (A, B) with None for an open end."""
+    from conr.errors import ConrError
+
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        a, b = (int(p) if p.strip() else None for p in parts)
+    except ValueError:
+        raise ConrError(f"--frames {text!r} is not a range", hint="write A:B (frames A to B-1), A: or :B") from None
+    if (a is not None and a < 0) or (b is not None and b < 1):
+        raise ConrError(f"--frames {text!r} has a negative start or an end below 1", hint="frames are numbered from 0")
+    return a, b

@@ -1,8 +1,9 @@
 """Model + motion -> a folder of UDP frames (what `conr render` reads), via retargeting.
 
 Output folder (built beside the target and renamed into place when complete):
-    00000.npz ...        UDP frames, key 'i', float32 (H, W, 4)
-    preview/00000.png    optional cel-shaded RGBA of the same frames
+    0.npz, 1.npz ...     UDP frames, key 'i', float32 (H, W, 4)
+    rgba/0.png ...       optional cel-shaded RGBA of the same frames
+    sheet/view_00.png    optional character sheet of the model
     poses.json           model, motion, frame rate, camera, UDP normalisation, warnings
 """
 
@@ -24,8 +25,9 @@ from conr.engine.formats.pmx import MmdRig
 from conr.engine.motions import PROCEDURAL
 from conr.engine.procedural import HUMANOID_BONES, humanoid_skeleton
 from conr.engine.retarget import facing_yaw, match_humanoid, retarget
-from conr.engine.scene import (SHEET_YAWS, camera_dict, frame_corners, posed_frames, sequence_camera, write_frames,
-                               write_sheet)
+from conr.engine.camera import Camera
+from conr.engine.scene import (SHEET_YAWS, camera_dict, cameras_from_file, frame_corners, orbit_cameras, posed_frames,
+                               sequence_camera, write_frames, write_sheet)
 from conr.engine.skeleton import Skeleton
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
@@ -66,11 +68,20 @@ def procedural_source(name: str, frames: int | None, seed: int, fps: float | Non
     return MotionSource(skel.rest_global(), g, {b: i for i, b in enumerate(HUMANOID_BONES)}, m.fps, name, [])
 
 
-def load_motion_source(spec: str, model: Model, fps: float | None, frames: int | None, seed: int,
+FrameRange = tuple[int | None, int | None]
+
+
+def load_motion_source(spec: str, model: Model, fps: float | None, frame_range: FrameRange | None, seed: int,
                        animation: str | None) -> MotionSource | DirectMotion:
-    """Either a source to retarget, or a motion on the model's own skeleton."""
+    """Either a source to retarget, or a motion on the model's own skeleton; `frame_range` (A, B)
+    picks output frames A to B-1 (at the output frame rate)."""
     if spec in PROCEDURAL_NAMES:
-        return procedural_source(spec, frames, seed, fps)
+        # Built-in motions loop: make as many frames as the range asks for.
+        end = frame_range[1] if frame_range else None
+        src = procedural_source(spec, end, seed, fps)
+        pick = _pick_range(np.arange(src.globals.shape[0]), frame_range, spec)
+        src.globals = src.globals[torch.as_tensor(pick)]
+        return src
     path = Path(spec)
     suffix = path.suffix.lower()
     if not path.exists():
@@ -80,7 +91,7 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frames: int |
         from conr.engine.formats.bvh import load_bvh
 
         bvh = load_bvh(path)
-        pick = _resample(bvh.num_frames, bvh.fps, fps, frames)
+        pick = _pick_range(_resample(bvh.num_frames, bvh.fps, fps), frame_range, path)
         bones = match_humanoid(bvh.skeleton.names)
         notes = []
         unknown = [n for i, n in enumerate(bvh.skeleton.names) if i not in bones.values() and bvh.channels[i]]
@@ -99,7 +110,7 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frames: int |
         if model.rig is None:
             raise ConrError("VMD motions can only drive PMX models", path=path,
                             hint="use a .pmx model, or a BVH / glTF motion for this model")
-        pick = _resample(vmd.num_frames, VMD_FPS, fps, frames)
+        pick = _pick_range(_resample(vmd.num_frames, VMD_FPS, fps), frame_range, path)
         g, missing = pose_mmd(model.mesh.skeleton, model.rig, vmd, pick)
         notes = [f"{model.path.name}: the motion moves bones the model lacks: {', '.join(missing)}"] if missing else []
         return DirectMotion(g, fps or VMD_FPS, path.name, notes)
@@ -110,7 +121,10 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frames: int |
             raise ConrError("the file has no animations", path=path, hint="export it with its animation, or use a BVH")
         idx = _pick_animation(src_model, animation, path)
         anim = src_model.animations[idx]
-        pick = _resample(anim.local.shape[0], anim.fps, fps, frames)
+        if not anim.keyed:
+            raise ConrError(f"animation {anim.name!r} has no keyframes", path=path,
+                            hint="export the animation with its keys, or pick another with --animation")
+        pick = _pick_range(_resample(anim.local.shape[0], anim.fps, fps), frame_range, path)
         g = src_model.mesh.skeleton.global_from_local(anim.local[torch.as_tensor(pick)])
         if same:
             return DirectMotion(g, fps or anim.fps, f"{path.name}#{anim.name}", [])
@@ -132,7 +146,19 @@ def _pick_animation(model: Model, animation: str | None, path: Path) -> int:
     raise ConrError(f"no animation named {animation!r}", path=path, hint=f"available: {', '.join(names)}")
 
 
-def _resample(count: int, src_fps: float, fps: float | None, frames: int | None) -> np.ndarray:
+def _pick_range(idx: np.ndarray, frame_range: FrameRange | None, motion: str | Path) -> np.ndarray:
+    """Output frames A to B-1 of the source frame indices `idx`, or a clear error outside them."""
+    if frame_range is None:
+        return idx
+    a = 0 if frame_range[0] is None else frame_range[0]
+    b = len(idx) if frame_range[1] is None else frame_range[1]
+    if not 0 <= a < b <= len(idx):
+        raise ConrError(f"frame range {a}:{b} is outside the motion, which has {len(idx)} frames (0 to {len(idx) - 1})",
+                        path=motion, hint=f"use --frames A:B with 0 <= A < B <= {len(idx)}")
+    return idx[a:b]
+
+
+def _resample(count: int, src_fps: float, fps: float | None) -> np.ndarray:
     """Source frame indices for the output frames (nearest frame at the output rate)."""
     if fps is None or abs(fps - src_fps) < 1e-6:
         idx = np.arange(count)
@@ -140,7 +166,7 @@ def _resample(count: int, src_fps: float, fps: float | None, frames: int | None)
         span = (count - 1) / src_fps * fps
         n = max(1, int(np.floor(span * (1 + 1e-4) + 1e-6)) + 1)  # files round the frame time (1/120 -> 0.008333)
         idx = np.clip(np.round(np.arange(n) * src_fps / fps).astype(int), 0, count - 1)
-    return idx[:frames] if frames else idx
+    return idx
 
 
 def _follow_inherited(skel: Skeleton, g: torch.Tensor, rig: MmdRig) -> torch.Tensor:
@@ -172,10 +198,11 @@ def make_poses(
     out_dir: str | Path,
     size: int = 512,
     fps: float | None = None,
-    frames: int | None = None,
+    frame_range: FrameRange | None = None,
+    camera: str = "front",
     yaw: float = 0.0,
     projection: str = "perspective",
-    preview: bool = False,
+    rgba: bool = False,
     sheet_views: int = 0,
     animation: str | None = None,
     seed: int = 0,
@@ -194,7 +221,7 @@ def make_poses(
     model = load_model(model_path)
     for w in model.warnings:
         warn(f"{Path(model_path).name}: {w}")
-    src = load_motion_source(motion, model, fps, frames, seed, animation)
+    src = load_motion_source(motion, model, fps, frame_range, seed, animation)
     mesh = model.mesh
     for w in src.warnings:
         warn(w)
@@ -215,19 +242,25 @@ def make_poses(
     norm = UDPNormalizer.from_vertices(mesh.rest_vertices())
     # Yaw 0 looks at the model's front, whichever way the file has it face (VRM 0.x and MMD face -Z).
     front = facing_yaw(mesh.skeleton.rest_global()[:, :3, 3], model.humanoid)
-    cam = sequence_camera(corners, size, yaw=yaw + front, projection=projection)
+    if camera == "front":
+        cams: Camera | list[Camera] = sequence_camera(corners, size, yaw=yaw + front, projection=projection)
+    elif camera == "orbit":
+        cams = orbit_cameras(corners, size, corners.shape[0], yaw + front, projection=projection)
+    else:
+        cams = cameras_from_file(Path(camera), size, corners, corners.shape[0])
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        udp, rgba = write_frames(mesh, posed_frames(mesh, g), cam, norm, tmp, tmp / "preview" if preview else None,
-                                 device)
+        udp, rgba_files = write_frames(mesh, posed_frames(mesh, g), cams, norm, tmp, tmp / "rgba" if rgba else None,
+                                       device)
         sheet = []
         if sheet_views:
             sheet = write_sheet(mesh, _sheet_pose(model), size, sheet_views, tmp / "sheet", projection, front, device)
         manifest = {"version": 1, "generator": "conr poses", "model": str(model_path), "motion": motion_name,
-                    "fps": out_fps, "frames": udp, "preview": [f"preview/{n}" for n in rgba], "size": size,
-                    "camera": camera_dict(cam), "udp_normalizer": norm.to_dict(), "triangles": mesh.num_faces,
+                    "fps": out_fps, "frames": udp, "rgba": [f"rgba/{n}" for n in rgba_files], "size": size,
+                    "camera": camera_dict(cams) if isinstance(cams, Camera) else [camera_dict(c) for c in cams],
+                    "udp_normalizer": norm.to_dict(), "triangles": mesh.num_faces,
                     "humanoid_bones": sorted(model.humanoid), "sheet": sheet}
         atomic_write_bytes(tmp / "poses.json", json.dumps(manifest, indent=1).encode())
         if out.exists():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -42,6 +43,82 @@ def sequence_camera(posed: Tensor, size: int, yaw: float = 0.0, pitch: float = 5
     return fit_camera(frame_corners(posed), size, size, view_direction(yaw, pitch), projection)
 
 
+def orbit_cameras(corners: Tensor, size: int, count: int, yaw: float = 0.0, pitch: float = 5.0,
+                  projection: str = "perspective", fov_y: float = 25.0, margin: float = 0.08) -> list[Camera]:
+    """`count` cameras circling the character once (starting at `yaw`), all at one distance that keeps
+    every frame's box in view from every angle, so the figure keeps its size as the view turns."""
+    pts = corners.reshape(-1, 3).double().cpu()
+    centre = (pts.min(0).values + pts.max(0).values) / 2
+    radius = float((pts - centre).norm(dim=-1).max().clamp_min(1e-6))
+    yaws = [yaw + 360.0 * k / max(count, 1) for k in range(count)]
+    half = 0.0
+    for y in yaws[:: max(1, count // 16)] + [yaw + a for a in range(0, 360, 45)]:
+        d = torch.tensor(view_direction(y, pitch), dtype=torch.float64)
+        probe = Camera(tuple((centre + d * radius * 4).tolist()), tuple(centre.tolist()), size, size, "orthographic")
+        view = probe.view_matrix(torch.float64)
+        cam = (pts - centre) @ view[:3, :3].T
+        half = max(half, float(cam[:, :2].abs().max()))
+    half /= 1 - 2 * margin
+    cams = []
+    for y in yaws:
+        d = torch.tensor(view_direction(y, pitch), dtype=torch.float64)
+        if projection == "orthographic":
+            eye = centre + d * radius * 4
+            cams.append(Camera(tuple(eye.tolist()), tuple(centre.tolist()), size, size, "orthographic",
+                               ortho_height=2 * half, near=radius * 0.5, far=radius * 8))
+        else:
+            dist = half / math.tan(math.radians(fov_y) / 2) + radius
+            eye = centre + d * dist
+            cams.append(Camera(tuple(eye.tolist()), tuple(centre.tolist()), size, size, "perspective", fov_y=fov_y,
+                               near=max(dist - radius * 2, 1e-3), far=dist + radius * 2))
+    return cams
+
+
+def cameras_from_file(path: Path, size: int, corners: Tensor, count: int) -> list[Camera]:
+    """Cameras from a JSON file: one camera for every frame, or {"frames": [one per frame]}.
+
+    A camera is {"eye": [x, y, z], "target": [x, y, z], "up": [0, 1, 0] (optional),
+    "projection": "perspective" (default) or "orthographic", "fov_y": degrees (default 30),
+    "ortho_height": world units (orthographic), "near" / "far" (optional)}, in the model's world
+    (Y up, the character facing +Z; MMD models are mirrored into it).
+    """
+    import json
+
+    from conr.errors import ConrError
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConrError("camera file not found", path=path, hint="give front, orbit or a JSON camera file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConrError(f"camera file is not valid JSON ({err})", path=path) from None
+    entries = doc["frames"] if isinstance(doc, dict) and "frames" in doc else [doc] * count
+    if not isinstance(entries, list) or len(entries) != count:
+        n = len(entries) if isinstance(entries, list) else 0
+        raise ConrError(f"camera file has {n} cameras for {count} frames", path=path,
+                        hint="give one camera, or a 'frames' list with one camera per output frame")
+    pts = corners.reshape(-1, 3).double().cpu()
+    centre = (pts.min(0).values + pts.max(0).values) / 2
+    radius = float((pts - centre).norm(dim=-1).max().clamp_min(1e-6))
+    cams = []
+    for k, e in enumerate(entries):
+        try:
+            eye = tuple(float(v) for v in e["eye"])
+            target = tuple(float(v) for v in e["target"])
+            up = tuple(float(v) for v in e.get("up", (0.0, 1.0, 0.0)))
+            if len(eye) != 3 or len(target) != 3 or len(up) != 3:
+                raise ValueError("eye, target and up need three numbers each")
+            dist = float(torch.tensor(eye, dtype=torch.float64).sub(centre).norm())
+            cams.append(Camera(eye, target, size, size, str(e.get("projection", "perspective")),
+                               fov_y=float(e.get("fov_y", 30.0)), ortho_height=float(e.get("ortho_height", 2 * radius)),
+                               up=up, near=float(e.get("near", max(dist - radius * 2, 1e-3))),
+                               far=float(e.get("far", dist + radius * 2))))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConrError(f"camera {k} in the camera file is malformed ({err})", path=path,
+                            hint='each camera needs "eye" and "target" as [x, y, z]') from None
+    return cams
+
+
 def posed_frames(mesh: SkinnedMesh, global_transforms: Tensor, step: int = 8) -> Iterator[Tensor]:
     """(V, 3) posed vertices frame by frame, skinning a few frames at a time (nothing kept)."""
     for i in range(0, global_transforms.shape[0], step):
@@ -51,7 +128,7 @@ def posed_frames(mesh: SkinnedMesh, global_transforms: Tensor, step: int = 8) ->
 def write_frames(
     mesh: SkinnedMesh,
     posed: Iterable[Tensor],
-    camera: Camera,
+    camera: Camera | Sequence[Camera],
     normalizer: UDPNormalizer,
     udp_dir: Path | None,
     rgba_dir: Path | None,
@@ -59,18 +136,20 @@ def write_frames(
     style: CelStyle | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Render every (V, 3) frame of `posed` as UDP .npz and/or RGBA .png; returns the file names written."""
+    """Render every (V, 3) frame of `posed` as UDP .npz and/or RGBA .png, named 0, 1, 2 ...; one
+    camera for all frames or one per frame. Returns the file names written."""
     udp_names, rgba_names = [], []
     mesh_dev = _to_device(mesh, device)
     for t, frame in enumerate(posed):
         v = frame.to(device)
-        name = f"{t:05d}"
+        name = str(t)
+        cam = camera if isinstance(camera, Camera) else camera[t]
         if udp_dir is not None:
-            udp = render_udp(mesh_dev, v, camera, normalizer)
+            udp = render_udp(mesh_dev, v, cam, normalizer)
             atomic_save_npz(udp_dir / f"{name}.npz", i=udp.cpu().numpy().astype("float32"))
             udp_names.append(f"{name}.npz")
         if rgba_dir is not None:
-            atomic_write_png(rgba_dir / f"{name}.png", to_uint8(render_rgba(mesh_dev, v, camera, style)))
+            atomic_write_png(rgba_dir / f"{name}.png", to_uint8(render_rgba(mesh_dev, v, cam, style)))
             rgba_names.append(f"{name}.png")
         if progress:
             progress(t)

@@ -37,6 +37,7 @@ class NodeAnimation:
     name: str
     local: torch.Tensor  # (T, N, 4, 4)
     fps: float
+    keyed: bool = True  # False when no channel had any keyframe (a motion with no frames)
 
 
 @dataclass
@@ -485,7 +486,8 @@ def _sample_animation(doc: _Doc, anim: dict, index: int, order: list[int], pos_o
         r = quat_to_matrix(torch.tensor(d["rotation"], dtype=torch.float64))
         local.append(compose(r, torch.tensor(d["translation"], dtype=torch.float64),
                              torch.tensor(d["scale"], dtype=torch.float64)).float())
-    return NodeAnimation(anim.get("name") or f"animation{index}", torch.stack(local, 1), fps)
+    keyed = any(len(c[2]) for c in chans)
+    return NodeAnimation(anim.get("name") or f"animation{index}", torch.stack(local, 1), fps, keyed)
 
 
 def _interpolate(times: np.ndarray, vals: np.ndarray, t: np.ndarray, is_quat: bool, step: bool) -> np.ndarray:
