@@ -40,7 +40,7 @@ def glb(girl, tmp_path_factory) -> Path:
 
 
 def udp_frames(folder: Path) -> np.ndarray:
-    return np.stack([np.load(f)["i"] for f in sorted(folder.glob("*.npz"))])
+    return np.stack([np.load(f)["i"] for f in sorted(folder.glob("*.npz"), key=lambda f: int(f.stem))])
 
 
 def direct_udp(mesh, posed: torch.Tensor) -> np.ndarray:
@@ -76,11 +76,11 @@ def test_glb_round_trip_keeps_mesh_colours_and_bones(girl, glb) -> None:
 
 def test_poses_with_procedural_motion_on_glb_matches_direct_render(girl, glb, tmp_path) -> None:
     out = tmp_path / "walk"
-    assert main(["poses", str(glb), "walk", "-o", str(out), "--size", str(SIZE), "--frames", "3"]) == 0
+    assert main(["poses", str(glb), "walk", "-o", str(out), "--size", str(SIZE), "--frames", "0:3"]) == 0
     posed, _ = pose_by_motion(girl, procedural_motion("walk", None))
     assert_same_frames(udp_frames(out), direct_udp(girl, posed[:3]))
     manifest = json.loads((out / "poses.json").read_text())
-    assert manifest["frames"] == ["00000.npz", "00001.npz", "00002.npz"]
+    assert manifest["frames"] == ["0.npz", "1.npz", "2.npz"]
     assert manifest["udp_normalizer"]["extent"] > 1.0
 
 
@@ -169,7 +169,7 @@ def test_motion_bones_missing_from_model_are_listed_once(girl, tmp_path, capsys)
     path = tmp_path / "nofeet.vrm"
     bones = {b: i for i, b in enumerate(HUMANOID_BONES) if not b.endswith("Toes")}
     mesh_to_glb(girl, path, vrm=bones)
-    assert main(["poses", str(path), "dance", "-o", str(tmp_path / "o"), "--size", "32", "--frames", "2"]) == 0
+    assert main(["poses", str(path), "dance", "-o", str(tmp_path / "o"), "--size", "32", "--frames", "0:2"]) == 0
     err = capsys.readouterr().err
     assert err.count("lacks") == 1 and "leftToes, rightToes" in err
 
@@ -185,11 +185,11 @@ def test_missing_texture_warns_with_its_name_and_uses_flat_colour(girl, tmp_path
 
 def test_poses_writes_previews_when_asked(glb, tmp_path) -> None:
     out = tmp_path / "p"
-    assert main(["poses", str(glb), "wave", "-o", str(out), "--size", "32", "--frames", "2", "--preview"]) == 0
+    assert main(["poses", str(glb), "wave", "-o", str(out), "--size", "32", "--frames", "0:2", "--preview"]) == 0
     import cv2
 
-    img = cv2.imread(str(out / "preview" / "00001.png"), cv2.IMREAD_UNCHANGED)
-    udp = np.load(out / "00001.npz")["i"]
+    img = cv2.imread(str(out / "rgba" / "1.png"), cv2.IMREAD_UNCHANGED)
+    udp = np.load(out / "1.npz")["i"]
     assert img.shape == (32, 32, 4) and np.all(img[..., 3][udp[..., 3] == 1] > 0)
 
 
@@ -283,7 +283,7 @@ def test_model_facing_minus_z_gets_the_same_motion_and_a_front_view(girl, tmp_pa
     path = tmp_path / "turned.glb"
     mesh_to_glb(turned, path)
     out = tmp_path / "o"
-    assert main(["poses", str(path), "walk", "-o", str(out), "--size", str(SIZE), "--frames", "3"]) == 0
+    assert main(["poses", str(path), "walk", "-o", str(out), "--size", str(SIZE), "--frames", "0:3"]) == 0
     posed, _ = pose_by_motion(girl, procedural_motion("walk", None))
     expect = direct_udp(girl, posed[:3])
     # Its rest pose is turned too, so its UDP x and z run the other way.
@@ -299,7 +299,7 @@ def test_a_pose_model_is_driven_by_a_t_pose_motion(girl, tmp_path) -> None:
     path = tmp_path / "apose.glb"
     mesh_to_glb(a_pose, path)
     out = tmp_path / "o"
-    assert main(["poses", str(path), "wave", "-o", str(out), "--size", str(SIZE), "--frames", "2"]) == 0
+    assert main(["poses", str(path), "wave", "-o", str(out), "--size", str(SIZE), "--frames", "0:2"]) == 0
     posed, _ = pose_by_motion(girl, procedural_motion("wave", None))
     got, expect = udp_frames(out), direct_udp(girl, posed[:2])
     # UDP values differ (each encodes its own rest pose) but the silhouettes agree, the raised arm included.
@@ -521,9 +521,9 @@ def test_poses_output_is_what_conr_render_reads(glb, tmp_path) -> None:
     from conr.io import UDP_EXTS, list_inputs, read_udp
 
     out = tmp_path / "o"
-    assert main(["poses", str(glb), "dance", "-o", str(out), "--size", "32", "--frames", "3", "--preview"]) == 0
+    assert main(["poses", str(glb), "dance", "-o", str(out), "--size", "32", "--frames", "0:3", "--preview"]) == 0
     files = list_inputs(out, UDP_EXTS, "poses")
-    assert [f.name for f in files] == ["00000.npz", "00001.npz", "00002.npz"]
+    assert [f.name for f in files] == ["0.npz", "1.npz", "2.npz"]
     frame = read_udp(files[1])
     assert frame.shape == (32, 32, 4) and frame[..., 3].sum() > 20
 
@@ -547,7 +547,7 @@ def test_poses_can_also_write_the_models_character_sheet(glb, tmp_path) -> None:
     import cv2
 
     out = tmp_path / "o"
-    assert main(["poses", str(glb), "walk", "-o", str(out), "--size", "48", "--frames", "1", "--sheet", "3"]) == 0
+    assert main(["poses", str(glb), "walk", "-o", str(out), "--size", "48", "--frames", "0:1", "--sheet", "3"]) == 0
     manifest = json.loads((out / "poses.json").read_text())
     assert [v["yaw"] for v in manifest["sheet"]] == [0.0, 180.0, 90.0]
     for v in manifest["sheet"]:
@@ -613,3 +613,102 @@ def test_animation_is_picked_by_name_or_index(girl, glb, tmp_path, capsys) -> No
     err = _fails(["poses", str(glb), str(path), "--animation", "Run", "-o", str(out)], capsys, str(path), out)
     assert "no animation named 'Run'" in err and "available: clip" in err
     assert "no animations" in _fails(["poses", str(glb), str(glb), "-o", str(out)], capsys, str(glb), out)
+
+
+def test_frame_range_picks_frames_and_is_checked(girl, glb, tmp_path, capsys) -> None:
+    frames = np.zeros((12, 3 + 3 * 21))
+    frames[:, 1] = 80
+    frames[:, 3 + 3 * 6] = np.linspace(0, -90, 12)
+    path = tmp_path / "arm.bvh"
+    bvh_of_humanoid(path, frames)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert main(["poses", str(glb), str(path), "--out", str(whole), "--size", "32"]) == 0
+    assert main(["poses", str(glb), str(path), "--out", str(part), "--size", "32", "--frames", "4:7"]) == 0
+    assert sorted(f.name for f in part.glob("*.npz")) == ["0.npz", "1.npz", "2.npz"]
+    # Same camera rule over fewer frames may frame differently: compare the poses, not pixels.
+    assert json.loads((part / "poses.json").read_text())["frames"] == ["0.npz", "1.npz", "2.npz"]
+    assert len(list(whole.glob("*.npz"))) == 12
+    out = tmp_path / "o"
+    err = _fails(["poses", str(glb), str(path), "--out", str(out), "--frames", "10:20"], capsys, str(path), out)
+    assert "frame range 10:20 is outside the motion, which has 12 frames" in err
+    err = _fails(["poses", str(glb), str(path), "--out", str(out), "--frames", "5"], capsys, "is not a range", out)
+    assert "A:B" in err
+
+
+def test_orbit_camera_circles_the_character_at_one_distance(glb, tmp_path) -> None:
+    out = tmp_path / "o"
+    assert main(["poses", str(glb), "stand", "--out", str(out), "--size", "48", "--frames", "0:4", "--camera", "orbit"]) == 0
+    cams = json.loads((out / "poses.json").read_text())["camera"]
+    eyes = np.array([c["eye"] for c in cams])
+    target = np.array(cams[0]["target"])
+    dist = np.linalg.norm(eyes - target, axis=1)
+    assert np.allclose(dist, dist[0]) and len(cams) == 4
+    # A quarter turn per frame: front (+z), left side (+x), back (-z), right side (-x).
+    d = (eyes - target)[:, [0, 2]] / dist[:, None]
+    assert np.allclose(np.sign(d.round(3)), [[0, 1], [1, 0], [0, -1], [-1, 0]], atol=0.2)
+    frames = udp_frames(out)
+    widths = [int((f[..., 3].max(0) > 0).sum()) for f in frames]
+    assert widths[1] < widths[0] and widths[3] < widths[2]  # the side view is narrower (T-pose arms point at us)
+
+
+def test_camera_file_gives_one_or_per_frame_cameras(girl, glb, tmp_path, capsys) -> None:
+    from conr.engine.camera import Camera
+
+    cam = {"eye": [0.0, 0.9, 4.0], "target": [0.0, 0.9, 0.0], "fov_y": 30}
+    one = tmp_path / "cam.json"
+    one.write_text(json.dumps(cam))
+    out = tmp_path / "o"
+    assert main(["poses", str(glb), "stand", "--out", str(out), "--size", "32", "--camera", str(one)]) == 0
+    posed, _ = pose_by_motion(girl, procedural_motion("stand", None))
+    norm = UDPNormalizer.from_vertices(girl.rest_vertices())
+    got = udp_frames(out)[0]
+    used = json.loads((out / "poses.json").read_text())["camera"][0]
+    expect = render_udp(girl, posed[0], Camera((0.0, 0.9, 4.0), (0.0, 0.9, 0.0), 32, 32, fov_y=30,
+                                               near=used["near"], far=used["far"]), norm).numpy()
+    assert (got[..., 3] == expect[..., 3]).mean() > 0.995
+    many = tmp_path / "cams.json"
+    many.write_text(json.dumps({"frames": [cam, cam]}))
+    out2 = tmp_path / "o2"
+    err = _fails(["poses", str(glb), "stand", "--out", str(out2), "--camera", str(many)], capsys, str(many), out2)
+    assert "2 cameras for 1 frames" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"eye": [0, 1]}))
+    err = _fails(["poses", str(glb), "stand", "--out", str(out2), "--camera", str(bad)], capsys, str(bad), out2)
+    assert "malformed" in err
+    err = _fails(["poses", str(glb), "stand", "--out", str(out2), "--camera", str(tmp_path / "none.json")], capsys,
+                 "none.json", out2)
+    assert "front, orbit" in err
+
+
+def test_animation_without_keyframes_is_a_motion_with_no_frames(girl, tmp_path, capsys) -> None:
+    path = tmp_path / "empty.glb"
+    mesh_to_glb(girl, path, animation={"leftLowerArm": np.zeros((0, 4))})
+    out = tmp_path / "o"
+    err = _fails(["poses", str(path), str(path), "--out", str(out)], capsys, str(path), out)
+    assert "no keyframes" in err
+    bvh = tmp_path / "empty.bvh"
+    bvh_of_humanoid(bvh, np.zeros((0, 3 + 3 * 21)))
+    assert "no frames" in _fails(["poses", str(path), str(bvh), "--out", str(out)], capsys, str(bvh), out)
+
+
+@pytest.mark.parametrize("name, data", [
+    ("model.glb", b"\x89PNG\r\n\x1a\n" + b"\0" * 64),
+    ("model.pmx", b"PK\x03\x04 a zip file, not a model"),
+    ("model.vrm", b""),
+])
+def test_model_files_that_are_not_what_their_extension_says(tmp_path, capsys, name, data) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    out = tmp_path / "o"
+    _fails(["poses", str(path), "walk", "--out", str(out)], capsys, str(path), out)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("clip.bvh", b"\x89PNG\r\n\x1a\n binary", "malformed BVH"),
+    ("clip.vmd", b"HIERARCHY\nROOT Hips\n", "not a VMD file"),
+])
+def test_motion_files_that_are_not_what_their_extension_says(glb, tmp_path, capsys, name, data, message) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    out = tmp_path / "o"
+    assert message in _fails(["poses", str(glb), str(path), "--out", str(out)], capsys, str(path), out)

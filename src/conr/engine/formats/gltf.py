@@ -476,7 +476,8 @@ def _sample_animation(doc: _Doc, anim: dict, index: int, order: list[int], pos_o
                "rotation": np.tile(nodes[n].get("rotation", [0, 0, 0, 1]), (count, 1)).astype(float),
                "scale": np.tile(nodes[n].get("scale", [1, 1, 1]), (count, 1)).astype(float)} for n in order}
     for n, kind, times, vals, interp in chans:
-        trs[n][kind] = _interpolate(times, vals, t, kind == "rotation", interp == "STEP")
+        if len(times) and len(vals) >= len(times):
+            trs[n][kind] = _interpolate(times, vals, t, kind == "rotation", interp == "STEP")
     local = []
     for n in order:
         if "matrix" in nodes[n] and not any(c[0] == n for c in chans):
