@@ -90,7 +90,8 @@ def test_posed_sequence_keeps_feet_on_the_ground(girl) -> None:
 
 
 def _run_synth(out: Path, *extra: str) -> int:
-    return main(["synth", str(out), "--size", "48", "--frames", "2", "--views", "2", "--seed", "7", *extra])
+    return main(["synth", "--out", str(out), "--size", "48", "--poses-per-character", "2", "--sheet-views", "2",
+                 "--seed", "7", *extra])
 
 
 def test_synth_writes_manifest_sheets_udp_and_targets(tmp_path: Path) -> None:
@@ -102,6 +103,10 @@ def test_synth_writes_manifest_sheets_udp_and_targets(tmp_path: Path) -> None:
     assert len(ch["sheet"]) == 2 and len(ch["udp"]) == 2 and len(ch["target"]) == 2
     sheet = cv2.imread(str(out / ch["id"] / ch["sheet"][0]["file"]), cv2.IMREAD_UNCHANGED)
     assert sheet.shape == (48, 48, 4) and sheet[..., 3].max() == 255 and sheet[0, 0, 3] == 0
+    # Each sheet view comes with its UDP, rendered with the same camera: same silhouette.
+    sheet_udp = np.load(out / ch["id"] / ch["sheet"][0]["udp"])["i"]
+    assert np.all(sheet[..., 3][sheet_udp[..., 3] == 1] > 0)
+    assert (sheet_udp[..., 3] == 1).sum() > 0.5 * (sheet[..., 3] == 255).sum()  # the ink outline is the rest
     udp = np.load(out / ch["id"] / ch["udp"][0])["i"]
     assert udp.shape == (48, 48, 4) and udp.dtype == np.float32
     vis = udp[..., 3]
@@ -133,14 +138,14 @@ def test_synth_refuses_a_non_empty_folder(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--views", "9"], "--views must be between 1 and 8"),
+    (["--sheet-views", "9"], "--sheet-views must be between 1 and 8"),
     (["--size", "8"], "size must be between 16 and 8192"),
-    (["--count", "0"], "--count and --frames must be at least 1"),
+    (["--characters", "0"], "--characters and --poses-per-character must be at least 1"),
     (["--device", "nonsense"], "unknown device"),
 ])
 def test_synth_rejects_bad_arguments(tmp_path: Path, capsys, args: list[str], message: str) -> None:
     out = tmp_path / "data"
-    assert main(["synth", str(out), *args]) == 2
+    assert main(["synth", "--out", str(out), *args]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
 
@@ -153,7 +158,7 @@ def test_procedural_motions_follow_the_frame_rate() -> None:
 
 
 def test_thread_count_is_validated(tmp_path: Path, capsys) -> None:
-    assert main(["synth", str(tmp_path / "o"), "--threads", "0"]) == 2
+    assert main(["synth", "--out", str(tmp_path / "o"), "--threads", "0"]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
 
 
@@ -168,3 +173,12 @@ def test_synth_sheets_and_udp_pass_conr_render_readers(tmp_path: Path) -> None:
         assert rgba.shape[:2] == (48, 48) and rgba[..., 3].max() > 0
     frames = list_inputs(ch / "udp", UDP_EXTS, "poses")
     assert len(frames) == 2 and read_udp(frames[0]).shape == (48, 48, 4)
+
+
+def test_random_target_poses_are_the_default(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    assert main(["synth", "--out", str(out), "--size", "32", "--characters", "2", "--poses-per-character", "3",
+                 "--sheet-views", "1", "--seed", "4"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [c["seed"] for c in manifest["characters"]] == [4, 5]
+    assert all(c["motion"]["name"] == "random" and len(c["udp"]) == 3 for c in manifest["characters"])

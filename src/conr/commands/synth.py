@@ -12,17 +12,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "synth",
         help="generate procedural anime characters with sheets, UDP poses and target images",
-        description="Generate procedural anime-like characters (varied by seed), render an RGBA character "
-                    "sheet of each, and a motion as UDP frames plus ground-truth RGBA targets. "
-                    "Output is deterministic for a seed; see docs/engine.md.",
+        description="Generate procedural anime-like characters (varied by seed): for each, a character sheet "
+                    "(RGBA views and their UDP) and target poses (UDP frames plus ground-truth RGBA), listed in "
+                    "a manifest. Deterministic for a seed; see docs/engine.md.",
     )
-    p.add_argument("out", help="output folder (must be new or empty unless --overwrite)")
+    p.add_argument("--out", "-o", required=True, help="output folder (must be new or empty unless --overwrite)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first character (default 0)")
-    p.add_argument("--count", type=int, default=1, help="number of characters (seeds seed, seed+1, ...)")
-    p.add_argument("--motion", choices=MOTIONS, default="walk", help="procedural motion (default walk)")
-    p.add_argument("--frames", type=int, default=None, help="number of frames (default: one loop of the motion)")
+    p.add_argument("--characters", "--count", dest="count", type=int, default=1,
+                   help="number of characters (seeds seed, seed+1, ...; default 1)")
+    p.add_argument("--poses-per-character", "--frames", dest="frames", type=int, default=None,
+                   help="target poses per character (default: 8 for random poses, one loop for a motion)")
+    p.add_argument("--motion", choices=MOTIONS, default="random",
+                   help="how target poses are made: random plausible poses (default) or a motion's frames")
     p.add_argument("--size", type=int, default=512, help="image width and height in pixels (default 512)")
-    p.add_argument("--views", type=int, default=4, help="views in each character sheet (default 4)")
+    p.add_argument("--sheet-views", "--views", dest="views", type=int, default=4,
+                   help="views in each character sheet (default 4)")
     p.add_argument("--projection", choices=("perspective", "orthographic"), default="perspective")
     p.add_argument("--yaw", type=float, default=0.0, help="camera angle of the motion frames in degrees (0 = front)")
     p.add_argument("--detail", type=float, default=1.0, help="mesh tessellation factor (default 1.0)")
@@ -46,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, device=device, log=lambda s: print(s, file=sys.stderr),
     )
     n = sum(len(c["udp"]) for c in manifest["characters"])
-    print(f"wrote {len(manifest['characters'])} character(s), {n} UDP frames to {args.out}")
+    print(f"wrote {len(manifest['characters'])} character(s), {n} target poses to {args.out}")
     return 0

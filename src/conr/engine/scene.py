@@ -160,17 +160,24 @@ SHEET_YAWS = (0.0, 180.0, 90.0, -45.0, 45.0, -90.0, 135.0, -135.0)
 
 
 def write_sheet(mesh: SkinnedMesh, pose: Tensor, size: int, views: int, folder: Path, projection: str = "perspective",
-                front_yaw: float = 0.0, device: torch.device | str = "cpu") -> list[dict]:
+                front_yaw: float = 0.0, device: torch.device | str = "cpu",
+                normalizer: UDPNormalizer | None = None) -> list[dict]:
     """A character sheet: RGBA renders of one (V, 3) pose from `views` angles (front, back, sides...),
-    each framed on its own; returns [{"file", "yaw"}] relative to the folder's parent."""
+    each framed on its own, and with a normaliser their UDP too (ground truth for the UDP parser).
+    Returns [{"file", "yaw"[, "udp"]}] with paths relative to the folder's parent."""
     mesh_dev = _to_device(mesh, device)
     v = pose.to(device)
     out = []
     for k, yaw in enumerate(SHEET_YAWS[:views]):
         cam = fit_camera(pose, size, size, view_direction(yaw + front_yaw, 5.0), projection)
-        name = f"view_{k:02d}.png"
-        atomic_write_png(folder / name, to_uint8(render_rgba(mesh_dev, v, cam)))
-        out.append({"file": f"{folder.name}/{name}", "yaw": yaw})
+        name = f"view_{k:02d}"
+        atomic_write_png(folder / f"{name}.png", to_uint8(render_rgba(mesh_dev, v, cam)))
+        entry = {"file": f"{folder.name}/{name}.png", "yaw": yaw}
+        if normalizer is not None:
+            udp = render_udp(mesh_dev, v, cam, normalizer)
+            atomic_save_npz(folder / f"{name}.npz", i=udp.cpu().numpy().astype("float32"))
+            entry["udp"] = f"{folder.name}/{name}.npz"
+        out.append(entry)
     return out
 
 

@@ -5,6 +5,7 @@ end, so an interrupted run leaves nothing half-written):
 
     manifest.json
     char_0000/sheet/view_00.png ...   RGBA character sheet (A-pose, several yaw angles)
+    char_0000/sheet/view_00.npz ...   the sheet views' UDP (ground truth for the UDP parser)
     char_0000/udp/00000.npz ...       UDP frames of the motion (key 'i', float32 (H, W, 4))
     char_0000/target/00000.png ...    ground-truth RGBA of the same frames
 """
@@ -35,7 +36,7 @@ def synthesize(
     out_dir: str | Path,
     seed: int = 0,
     count: int = 1,
-    motion: str = "walk",
+    motion: str = "random",
     frames: int | None = None,
     size: int = 512,
     views: int = 4,
@@ -52,11 +53,11 @@ def synthesize(
     if motion not in MOTIONS:
         raise ConrError(f"unknown motion {motion!r}", hint=f"use one of: {', '.join(MOTIONS)}")
     if not 1 <= views <= len(SHEET_YAWS):
-        raise ConrError(f"--views must be between 1 and {len(SHEET_YAWS)}, got {views}")
+        raise ConrError(f"--sheet-views must be between 1 and {len(SHEET_YAWS)}, got {views}")
     if not 16 <= size <= 8192:
         raise ConrError(f"size must be between 16 and 8192, got {size}")
     if count < 1 or (frames is not None and frames < 1):
-        raise ConrError("--count and --frames must be at least 1")
+        raise ConrError("--characters and --poses-per-character must be at least 1")
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
         raise ConrError("output folder already exists and is not empty", path=out,
                         hint="choose a new folder or pass --overwrite to replace it")
@@ -86,7 +87,8 @@ def _build(root: Path, seed: int, count: int, motion_name: str, frames: int | No
 
         # Sheet: one A-pose, several views, each framed on its own.
         sheet_pose, _ = pose_by_motion(mesh, stand())
-        sheet = write_sheet(mesh, sheet_pose[0], size, views, root / cid / "sheet", projection, device=device)
+        sheet = write_sheet(mesh, sheet_pose[0], size, views, root / cid / "sheet", projection, device=device,
+                            normalizer=norm)
 
         motion = procedural_motion(motion_name, frames, seed=cseed)
         posed, _ = pose_by_motion(mesh, motion)
