@@ -182,3 +182,16 @@ def test_random_target_poses_are_the_default(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert [c["seed"] for c in manifest["characters"]] == [4, 5]
     assert all(c["motion"]["name"] == "random" and len(c["udp"]) == 3 for c in manifest["characters"])
+
+
+def test_flat_shading_without_outline_uses_only_base_colours(girl) -> None:
+    from conr.engine.renderer import make_style
+
+    spec, mesh = girl
+    cam = fit_camera(mesh.vertices, 64, 64)
+    rgba = render_rgba(mesh, mesh.vertices, cam, make_style("flat", outline=False), ssaa=1)
+    solid = rgba[..., 3] == 1
+    colours = {tuple(c) for c in (mesh.face_colors * 255).round().int().tolist()}
+    got = {tuple(c) for c in (rgba[solid][:, :3] * 255).round().int().tolist()}
+    assert got <= colours  # no shadow tone, no ink
+    assert (rgba[..., 3] > 0).sum() == solid.sum()  # no outline ring, no supersampled edges

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also write the cel-shaded RGBA render of each frame to OUT/rgba")
     p.add_argument("--sheet", type=int, default=0, metavar="VIEWS",
                    help="also render a character sheet of the model (A-pose, up to 8 views) to OUT/sheet")
+    p.add_argument("--shading", choices=("cel", "flat"), default="cel",
+                   help="RGBA images: two-tone cel shading (default) or flat base colours")
+    p.add_argument("--no-outline", action="store_true", help="RGBA images without the ink outline")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)")
     p.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda (default cpu)")
@@ -42,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from conr.engine.device import resolve_device, set_threads
+    from conr.engine.renderer import make_style
     from conr.engine.poses import make_poses
     from conr.errors import ConrError
 
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         yaw=args.yaw, projection=args.projection, rgba=args.rgba, sheet_views=args.sheet, animation=args.animation,
         seed=args.seed,
         overwrite=args.overwrite, device=resolve_device(args.device),
+        style=make_style(args.shading, not args.no_outline),
         warn=lambda s: print(f"conr poses: warning: {s}", file=sys.stderr),
     )
     print(f"wrote {len(manifest['frames'])} UDP frames to {args.out}")

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--yaw", type=float, default=0.0, help="camera angle of the motion frames in degrees (0 = front)")
     p.add_argument("--detail", type=float, default=1.0, help="mesh tessellation factor (default 1.0)")
     p.add_argument("--no-targets", action="store_true", help="skip the ground-truth RGBA renders of the motion")
+    p.add_argument("--shading", choices=("cel", "flat"), default="cel",
+                   help="RGBA images: two-tone cel shading (default) or flat base colours")
+    p.add_argument("--no-outline", action="store_true", help="RGBA images without the ink outline")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)")
     p.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda (default cpu)")
@@ -41,13 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from conr.engine.synth import synthesize
     from conr.engine.device import resolve_device, set_threads
+    from conr.engine.renderer import make_style
 
     device = resolve_device(args.device)
     set_threads(args.threads)
     manifest = synthesize(
         args.out, seed=args.seed, count=args.count, motion=args.motion, frames=args.frames, size=args.size,
         views=args.views, projection=args.projection, yaw=args.yaw, detail=args.detail, targets=not args.no_targets,
-        overwrite=args.overwrite, device=device, log=lambda s: print(s, file=sys.stderr),
+        overwrite=args.overwrite, device=device,
+        style=make_style(args.shading, not args.no_outline), log=lambda s: print(s, file=sys.stderr),
     )
     n = sum(len(c["udp"]) for c in manifest["characters"])
     print(f"wrote {len(manifest['characters'])} character(s), {n} target poses to {args.out}")

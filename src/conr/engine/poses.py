@@ -26,6 +26,7 @@ from conr.engine.motions import PROCEDURAL
 from conr.engine.procedural import HUMANOID_BONES, humanoid_skeleton
 from conr.engine.retarget import facing_yaw, match_humanoid, retarget
 from conr.engine.camera import Camera
+from conr.engine.renderer import CelStyle
 from conr.engine.scene import (SHEET_YAWS, camera_dict, cameras_from_file, frame_corners, orbit_cameras, posed_frames,
                                sequence_camera, write_frames, write_sheet)
 from conr.engine.skeleton import Skeleton
@@ -208,6 +209,7 @@ def make_poses(
     seed: int = 0,
     overwrite: bool = False,
     device: str = "cpu",
+    style: CelStyle | None = None,
     warn: Callable[[str], None] = lambda s: None,
 ) -> dict:
     out = Path(out_dir)
@@ -253,10 +255,11 @@ def make_poses(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         udp, rgba_files = write_frames(mesh, posed_frames(mesh, g), cams, norm, tmp, tmp / "rgba" if rgba else None,
-                                       device)
+                                       device, style)
         sheet = []
         if sheet_views:
-            sheet = write_sheet(mesh, _sheet_pose(model), size, sheet_views, tmp / "sheet", projection, front, device)
+            sheet = write_sheet(mesh, _sheet_pose(model), size, sheet_views, tmp / "sheet", projection, front, device,
+                                style=style)
         manifest = {"version": 1, "generator": "conr poses", "model": str(model_path), "motion": motion_name,
                     "fps": out_fps, "frames": udp, "rgba": [f"rgba/{n}" for n in rgba_files], "size": size,
                     "camera": camera_dict(cams) if isinstance(cams, Camera) else [camera_dict(c) for c in cams],

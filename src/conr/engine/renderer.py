@@ -26,6 +26,13 @@ class CelStyle:
     crease: float = 0.04  # depth jump, as a fraction of the figure size, that draws an inner line
 
 
+def make_style(shading: str = "cel", outline: bool = True) -> CelStyle:
+    """'cel' (two tones) or 'flat' (base colours only), with or without the ink outline."""
+    if shading not in ("cel", "flat"):
+        raise ValueError(f"shading must be 'cel' or 'flat', got {shading!r}")
+    return CelStyle(shadow=1.0 if shading == "flat" else CelStyle.shadow, outline_px=1.0 if outline else 0.0)
+
+
 def rasterize_mesh(vertices: Tensor, faces: Tensor, camera: Camera, cull_backfaces: bool = False,
                    alpha: AlphaTest | None = None) -> Fragments:
     proj = camera.project(vertices)

@@ -161,7 +161,7 @@ SHEET_YAWS = (0.0, 180.0, 90.0, -45.0, 45.0, -90.0, 135.0, -135.0)
 
 def write_sheet(mesh: SkinnedMesh, pose: Tensor, size: int, views: int, folder: Path, projection: str = "perspective",
                 front_yaw: float = 0.0, device: torch.device | str = "cpu",
-                normalizer: UDPNormalizer | None = None) -> list[dict]:
+                normalizer: UDPNormalizer | None = None, style: CelStyle | None = None) -> list[dict]:
     """A character sheet: RGBA renders of one (V, 3) pose from `views` angles (front, back, sides...),
     each framed on its own, and with a normaliser their UDP too (ground truth for the UDP parser).
     Returns [{"file", "yaw"[, "udp"]}] with paths relative to the folder's parent."""
@@ -171,7 +171,7 @@ def write_sheet(mesh: SkinnedMesh, pose: Tensor, size: int, views: int, folder: 
     for k, yaw in enumerate(SHEET_YAWS[:views]):
         cam = fit_camera(pose, size, size, view_direction(yaw + front_yaw, 5.0), projection)
         name = f"view_{k:02d}"
-        atomic_write_png(folder / f"{name}.png", to_uint8(render_rgba(mesh_dev, v, cam)))
+        atomic_write_png(folder / f"{name}.png", to_uint8(render_rgba(mesh_dev, v, cam, style)))
         entry = {"file": f"{folder.name}/{name}.png", "yaw": yaw}
         if normalizer is not None:
             udp = render_udp(mesh_dev, v, cam, normalizer)

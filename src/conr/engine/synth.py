@@ -24,6 +24,7 @@ import torch
 from conr.engine.motions import procedural_motion, stand
 from conr.engine.procedural import character
 from conr.engine.scene import SHEET_YAWS, camera_dict, pose_by_motion, sequence_camera, write_frames, write_sheet
+from conr.engine.renderer import CelStyle
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
 from conr.io import atomic_write_bytes
@@ -46,6 +47,7 @@ def synthesize(
     targets: bool = True,
     overwrite: bool = False,
     device: str = "cpu",
+    style: CelStyle | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> dict:
     """Write `count` characters (seeds seed, seed+1, ...) with sheets, UDP frames and targets; return the manifest."""
@@ -64,7 +66,8 @@ def synthesize(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        manifest = _build(tmp, seed, count, motion, frames, size, views, projection, yaw, detail, targets, device, log)
+        manifest = _build(tmp, seed, count, motion, frames, size, views, projection, yaw, detail, targets, device,
+                          style, log)
         atomic_write_bytes(tmp / "manifest.json", json.dumps(manifest, indent=1).encode())
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
@@ -76,7 +79,8 @@ def synthesize(
 
 
 def _build(root: Path, seed: int, count: int, motion_name: str, frames: int | None, size: int, views: int,
-           projection: str, yaw: float, detail: float, targets: bool, device: str, log: Callable[[str], None]) -> dict:
+           projection: str, yaw: float, detail: float, targets: bool, device: str, style: CelStyle | None,
+           log: Callable[[str], None]) -> dict:
     chars = []
     for k in range(count):
         cseed = seed + k
@@ -88,13 +92,13 @@ def _build(root: Path, seed: int, count: int, motion_name: str, frames: int | No
         # Sheet: one A-pose, several views, each framed on its own.
         sheet_pose, _ = pose_by_motion(mesh, stand())
         sheet = write_sheet(mesh, sheet_pose[0], size, views, root / cid / "sheet", projection, device=device,
-                            normalizer=norm)
+                            normalizer=norm, style=style)
 
         motion = procedural_motion(motion_name, frames, seed=cseed)
         posed, _ = pose_by_motion(mesh, motion)
         cam = sequence_camera(posed, size, yaw=yaw, projection=projection)
         udp_names, rgba_names = write_frames(mesh, posed, cam, norm, root / cid / "udp",
-                                             root / cid / "target" if targets else None, device)
+                                             root / cid / "target" if targets else None, device, style)
         chars.append({
             "id": cid,
             "seed": cseed,
