@@ -192,6 +192,17 @@ def test_flat_shading_without_outline_uses_only_base_colours(girl) -> None:
     rgba = render_rgba(mesh, mesh.vertices, cam, make_style("flat", outline=False), ssaa=1)
     solid = rgba[..., 3] == 1
     colours = {tuple(c) for c in (mesh.face_colors * 255).round().int().tolist()}
+    for tex in mesh.textures:  # the skirt's simple texture
+        colours |= {tuple(c) for c in tex[..., :3].reshape(-1, 3).int().tolist()}
     got = {tuple(c) for c in (rgba[solid][:, :3] * 255).round().int().tolist()}
     assert got <= colours  # no shadow tone, no ink
     assert (rgba[..., 3] > 0).sum() == solid.sum()  # no outline ring, no supersampled edges
+
+
+def test_seeds_draw_simple_textures_on_skirts_and_socks() -> None:
+    specs = [character(s)[0] for s in range(8)]
+    assert {sp.skirt_pattern for sp in specs} == {"plain", "plaid", "stripes"}
+    spec, mesh = character(next(s for s, sp in enumerate(specs) if sp.skirt and sp.skirt_pattern == "plaid"))
+    assert len(mesh.textures) >= 1 and (mesh.face_texture >= 0).any()
+    tex = mesh.textures[0]
+    assert tex.shape[2] == 4 and len({tuple(c) for c in tex[..., :3].reshape(-1, 3).tolist()}) >= 3

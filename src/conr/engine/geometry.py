@@ -16,9 +16,11 @@ class Part:
     colours: np.ndarray  # (F, 3) float
     bones: list[str]  # candidate bones for automatic skinning weights
     unlit: bool = False
+    uv: np.ndarray | None = None  # (V, 2) texture coordinates when the part is textured
+    texture: np.ndarray | None = None  # (H, W, 4) uint8 RGBA, multiplied by nothing (colours are baked in)
 
     def keep_faces(self, keep: np.ndarray) -> "Part":
-        return Part(self.vertices, self.faces[keep], self.colours[keep], self.bones, self.unlit)
+        return Part(self.vertices, self.faces[keep], self.colours[keep], self.bones, self.unlit, self.uv, self.texture)
 
 
 def ellipsoid(centre, radii, segments: int = 16, rings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -107,3 +109,37 @@ def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ab = b - a
     t = np.clip(((p - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
     return np.linalg.norm(p - (a + t[:, None] * ab), axis=1)
+
+
+def tube_uv(n_rings: int, segments: int, caps: bool = True) -> np.ndarray:
+    """(V, 2) texture coordinates of a `tube`: u around the ring, v along the path (caps at the ends)."""
+    s = np.tile(np.arange(segments) / segments, n_rings)
+    r = np.repeat(np.arange(n_rings) / max(n_rings - 1, 1), segments)
+    uv = np.stack([s, r], 1)
+    return np.concatenate([uv, [[0.0, 0.0], [0.0, 1.0]]]) if caps else uv
+
+
+def plaid(base, line, size: int = 32, period: int = 8) -> np.ndarray:
+    """(size, size, 4) uint8 tartan: darker bands both ways, their crossings darker still, thin lines."""
+    base = np.asarray(base, float)
+    k = np.arange(size) % period
+    band = (k < period // 3).astype(float)
+    shade = 1 - 0.18 * (band[:, None] + band[None, :])
+    img = base[None, None] * shade[..., None]
+    thin = (k == period // 2)
+    img[thin, :] = np.asarray(line, float)
+    img[:, thin] = np.asarray(line, float)
+    return _rgba8(img)
+
+
+def stripes(base, stripe, size: int = 32, period: int = 8, across: bool = True) -> np.ndarray:
+    """(size, size, 4) uint8 stripes of `stripe` on `base`, across v (rings) or along u."""
+    k = np.arange(size) % period < period // 2
+    mask = np.broadcast_to(k[:, None] if across else k[None, :], (size, size))
+    img = np.where(mask[..., None], np.asarray(stripe, float), np.asarray(base, float))
+    return _rgba8(img)
+
+
+def _rgba8(rgb: np.ndarray) -> np.ndarray:
+    out = np.concatenate([np.clip(rgb, 0, 1) * 255, np.full(rgb.shape[:2] + (1,), 255.0)], -1)
+    return out.round().astype(np.uint8)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from conr.engine.geometry import Part, bezier, ellipsoid, segment_distance, tube
+from conr.engine.geometry import Part, bezier, ellipsoid, plaid, segment_distance, stripes, tube, tube_uv
 from conr.engine.skeleton import Skeleton
 from conr.engine.skinning import SkinnedMesh
 
@@ -60,6 +60,8 @@ class CharacterSpec:
     skirt: bool
     ahoge: bool
     detail: float
+    skirt_pattern: str = "plain"  # plain, plaid or stripes (simple textures)
+    sock_pattern: str = "plain"  # plain or stripes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +81,9 @@ def random_spec(seed: int, detail: float = 1.0) -> CharacterSpec:
         shoes=pick([(0.3, 0.18, 0.12), (0.1, 0.1, 0.12), (0.85, 0.3, 0.35)]),
         long_sleeves=bool(rng.random() < 0.4), skirt=bool(rng.random() < 0.75), ahoge=bool(rng.random() < 0.5),
         detail=detail,
+        # Drawn last so that adding them kept every earlier choice of a seed unchanged.
+        skirt_pattern=str(rng.choice(["plain", "plaid", "stripes"])),
+        sock_pattern=str(rng.choice(["plain", "plain", "stripes"])),
     )
 
 
@@ -244,10 +249,17 @@ def build_character(spec: CharacterSpec) -> SkinnedMesh:
         r = np.linspace(0.11, 0.2, 6)
         path = np.stack([np.zeros(6), ys, np.zeros(6)], 1)
         pleats = lambda t: 1 + 0.06 * np.abs(np.sin(t * 8))  # noqa: E731
-        skirt = tube(path, np.stack([r, r * 0.8], 1), q(28), caps=False, profile=pleats)
+        segs = q(28)
+        skirt = tube(path, np.stack([r, r * 0.8], 1), segs, caps=False, profile=pleats)
         # A contrasting band along the hem (the last ring of quads).
         band = lambda ring: np.where((ring == 4)[:, None], np.asarray(spec.accent) * 0.9 + 0.1, spec.bottom)  # noqa: E731
-        parts.append(_part(skirt, spec.bottom, ["hips", "leftUpperLeg", "rightUpperLeg"], band_colours=band))
+        part = _part(skirt, spec.bottom, ["hips", "leftUpperLeg", "rightUpperLeg"], band_colours=band)
+        if spec.skirt_pattern != "plain":
+            part.uv = tube_uv(len(path), segs, caps=False) * [4, 1]  # the pattern repeats 4 times around
+            line = np.asarray(spec.accent) * 0.8 + 0.2
+            part.texture = plaid(spec.bottom, line) if spec.skirt_pattern == "plaid" else \
+                stripes(spec.bottom, np.asarray(spec.bottom) * 0.7 + 0.3 * line, across=False)
+        parts.append(part)
     else:
         for s in ("left", "right"):
             a = P[f"{s}UpperLeg"]
@@ -282,7 +294,11 @@ def build_character(spec: CharacterSpec) -> SkinnedMesh:
         sock_top = knee + [0, 0.09 * h, 0]
         sock = np.concatenate([bezier([sock_top, knee], 3), bezier([knee, ankle - [0, 0.02, 0]], q(6))[1:]])
         rs = np.interp(np.linspace(0, 1, len(sock)), [0, 0.3, 0.7, 1], [0.047, 0.043, 0.04, 0.031])
-        parts.append(_part(tube(sock, rs, q(12), caps=False), spec.socks, leg_bones))
+        part = _part(tube(sock, rs, q(12), caps=False), spec.socks, leg_bones)
+        if spec.sock_pattern == "stripes":
+            part.uv = tube_uv(len(sock), q(12), caps=False) * [1, 3]
+            part.texture = stripes(spec.socks, np.asarray(spec.accent) * 0.85 + 0.15)
+        parts.append(part)
         toe = P[f"{s}Toes"]
         parts.append(_part(ellipsoid((ankle + toe) / 2 + [0, -0.005, 0.01], (0.042, 0.04, 0.09), q(12)), spec.shoes,
                            [f"{s}Foot", f"{s}Toes"]))
@@ -292,6 +308,7 @@ def build_character(spec: CharacterSpec) -> SkinnedMesh:
 
 def _assemble(parts: list[Part], pos: dict[str, np.ndarray], skel: Skeleton) -> SkinnedMesh:
     verts, faces, cols, unlit, joints, weights = [], [], [], [], [], []
+    uvs, face_tex, textures = [], [], []
     base = 0
     for part in parts:
         idx, w = _weights(part, pos)
@@ -301,6 +318,12 @@ def _assemble(parts: list[Part], pos: dict[str, np.ndarray], skel: Skeleton) -> 
         unlit.append(np.full(len(part.faces), part.unlit))
         joints.append(idx)
         weights.append(w)
+        uvs.append(part.uv if part.uv is not None else np.zeros((len(part.vertices), 2)))
+        if part.texture is not None:
+            face_tex.append(np.full(len(part.faces), len(textures)))
+            textures.append(torch.tensor(part.texture))
+        else:
+            face_tex.append(np.full(len(part.faces), -1))
         base += len(part.vertices)
     return SkinnedMesh(
         vertices=torch.tensor(np.concatenate(verts), dtype=torch.float32),
@@ -311,6 +334,10 @@ def _assemble(parts: list[Part], pos: dict[str, np.ndarray], skel: Skeleton) -> 
         face_colors=torch.tensor(np.concatenate(cols), dtype=torch.float32),
         face_unlit=torch.tensor(np.concatenate(unlit)),
         outward_winding=True,
+        uv=torch.tensor(np.concatenate(uvs), dtype=torch.float32),
+        textures=textures,
+        face_texture=torch.tensor(np.concatenate(face_tex), dtype=torch.int64),
+        face_tint=torch.ones(sum(len(f) for f in faces), 3),
     )
 
 
