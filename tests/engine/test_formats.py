@@ -553,6 +553,8 @@ def test_poses_can_also_write_the_models_character_sheet(glb, tmp_path) -> None:
     for v in manifest["sheet"]:
         img = cv2.imread(str(out / v["file"]), cv2.IMREAD_UNCHANGED)
         assert img.shape == (48, 48, 4) and img[..., 3].max() == 255 and img[0, 0, 3] == 0
+        udp = np.load(out / v["udp"])["i"]
+        assert np.all(img[..., 3][udp[..., 3] == 1] > 0)
 
 
 def test_z_up_bvh_drives_a_y_up_model_the_same_way(girl, glb, tmp_path) -> None:

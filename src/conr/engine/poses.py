@@ -259,7 +259,7 @@ def make_poses(
         sheet = []
         if sheet_views:
             sheet = write_sheet(mesh, _sheet_pose(model), size, sheet_views, tmp / "sheet", projection, front, device,
-                                style=style)
+                                normalizer=norm, style=style)
         manifest = {"version": 1, "generator": "conr poses", "model": str(model_path), "motion": motion_name,
                     "fps": out_fps, "frames": udp, "rgba": [f"rgba/{n}" for n in rgba_files], "size": size,
                     "camera": camera_dict(cams) if isinstance(cams, Camera) else [camera_dict(c) for c in cams],
