@@ -235,3 +235,13 @@ def test_vmd_ik_switch_turns_leg_ik_off_from_its_frame(pmx, tmp_path) -> None:
     assert torch.allclose(g[1, ankle, :3, 3], g[1, ik, :3, 3], atol=0.01 * MMD_SCALE)  # on: follows the IK bone
     assert abs(float(g[3, ankle, 0, 3] - g[3, hip, 0, 3])) < 1e-3 * MMD_SCALE  # off: the leg hangs straight
     assert float(g[3, ankle, 1, 3]) < float(g[1, ankle, 1, 3]) - 0.1 * MMD_SCALE
+
+
+def test_long_bone_names_match_their_15_byte_vmd_form(tmp_path) -> None:
+    long_name = "左人差指先端ボーン"  # 18 bytes in Shift-JIS: a VMD keeps 15, cutting a character in half
+    vmd = tmp_path / "long.vmd"
+    write_vmd(vmd, [(long_name, 0, (0, 0, 0), (0, 0, 0, 1)), ("左腕", 0, (0, 0, 0), (0, 0, 0, 1))])
+    motion = load_vmd(vmd)
+    assert long_name not in motion.tracks  # stored cut short ...
+    assert motion.track_for(long_name) is not None  # ... and still found, as MMD finds it
+    assert motion.track_for("左腕") == "左腕" and motion.track_for("右腕") is None

@@ -108,17 +108,19 @@ def pose_mmd(skel: Skeleton, rig: MmdRig, vmd: VmdMotion, frames: np.ndarray | N
     numbers (default all), with inherited rotation and IK; also the VMD's bone names the model lacks."""
     f = np.arange(vmd.num_frames, dtype=float) if frames is None else np.asarray(frames, float)
     local = skel.rest_local.expand(len(f), -1, -1, -1).clone()
-    index = {n: j for j, n in enumerate(skel.names)}
-    for name in vmd.tracks:
-        if name in index:
-            pos, quat = vmd.sample(name, f)
-            j = index[name]
-            local[:, j, :3, :3] = quat_to_matrix(torch.tensor(quat, dtype=torch.float32))
-            local[:, j, :3, 3] = local[:, j, :3, 3] + torch.tensor(pos, dtype=torch.float32)
+    used: set[str] = set()
+    for j, bone in enumerate(skel.names):
+        name = vmd.track_for(bone)
+        if name is None or name in used:
+            continue
+        used.add(name)
+        pos, quat = vmd.sample(name, f)
+        local[:, j, :3, :3] = quat_to_matrix(torch.tensor(quat, dtype=torch.float32))
+        local[:, j, :3, 3] = local[:, j, :3, 3] + torch.tensor(pos, dtype=torch.float32)
     local = apply_inherit(skel, local, rig.inherit)
     for chain in rig.ik:
         on = torch.tensor(vmd.ik_enabled(skel.names[chain.bone], f))
         if bool(on.any()):
             local = torch.where(on[:, None, None, None], solve_ik(skel, local, [chain]), local)
-    missing = [n for n in vmd.tracks if n not in index]
+    missing = [n for n in vmd.tracks if n not in used]
     return skel.global_from_local(local), missing

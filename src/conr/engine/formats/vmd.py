@@ -25,6 +25,16 @@ class VmdMotion:
     # name -> (frames (K,), pos (K, 3), quat xyzw (K, 4), Bezier controls (K, 4, 4): X, Y, Z, rotation x (x1, y1, x2, y2))
     path: Path
     ik_switches: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # IK bone -> (frames, on)
+    name_keys: dict[str, bytes] = field(default_factory=dict)  # track name -> its raw Shift-JIS bytes
+
+    def track_for(self, bone: str) -> str | None:
+        """The track driving a model bone, matched as MMD does: by the first 15 bytes of its Shift-JIS
+        name (a VMD has room for no more, so long names arrive cut)."""
+        key = mmd_name_key(bone)
+        for name, raw in self.name_keys.items():
+            if raw == key:
+                return name
+        return bone if bone in self.tracks else None
 
     def ik_enabled(self, name: str, frames: np.ndarray) -> np.ndarray:
         """(T,) bool: whether the IK bone `name` is on at each frame (on unless a key turned it off)."""
@@ -62,6 +72,11 @@ class VmdMotion:
         quat /= np.linalg.norm(quat, axis=1, keepdims=True)
         # Mirroring z: positions (x, y, -z); rotations (-x, -y, z, w).
         return pos * [1, 1, -1], quat * [-1, -1, 1, 1]
+
+
+def mmd_name_key(name: str) -> bytes:
+    """A bone name as a VMD stores it: Shift-JIS, at most 15 bytes."""
+    return name.encode("shift_jis", errors="replace")[:15]
 
 
 def bezier_progress(ctrl: np.ndarray, x: np.ndarray, steps: int = 24) -> np.ndarray:
@@ -112,9 +127,12 @@ def load_vmd(path: str | Path) -> VmdMotion:
         raise ConrError(f"VMD file is truncated: it declares {count} bone keys but holds {have}", path=path,
                         hint="the file was cut short; export or download it again")
     raw: dict[str, list[tuple]] = {}
+    keys_of: dict[str, bytes] = {}
     for k in range(count):
         name_b, frame, px, py, pz, qx, qy, qz, qw, interp = _BONE_KEY.unpack_from(data, pos + k * _BONE_KEY.size)
-        name = name_b.split(b"\0", 1)[0].decode("shift_jis", errors="replace")
+        key = name_b.split(b"\0", 1)[0]
+        name = key.decode("shift_jis", errors="replace")
+        keys_of[name] = key
         raw.setdefault(name, []).append((frame, (px, py, pz), (qx, qy, qz, qw), _curves(interp)))
     tracks = {}
     for name, keys in raw.items():
@@ -123,7 +141,7 @@ def load_vmd(path: str | Path) -> VmdMotion:
                         np.array([k[2] for k in keys], float), np.stack([k[3] for k in keys]))
     if not tracks:
         raise ConrError("VMD file has no bone keyframes", path=path, hint="it may hold only camera or morph keys")
-    return VmdMotion(tracks, path, _ik_switches(data, pos + count * _BONE_KEY.size))
+    return VmdMotion(tracks, path, _ik_switches(data, pos + count * _BONE_KEY.size), keys_of)
 
 
 def _ik_switches(data: bytes, pos: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
