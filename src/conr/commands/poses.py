@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from conr.commands.engine_options import add_engine_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -33,13 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also write the cel-shaded RGBA render of each frame to OUT/rgba")
     p.add_argument("--sheet", type=int, default=0, metavar="VIEWS",
                    help="also render a character sheet of the model (A-pose, up to 8 views) to OUT/sheet")
-    p.add_argument("--shading", choices=("cel", "flat"), default="cel",
-                   help="RGBA images: two-tone cel shading (default) or flat base colours")
-    p.add_argument("--no-outline", action="store_true", help="RGBA images without the ink outline")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)")
-    p.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda (default cpu)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_engine_options(p)
     p.set_defaults(func=run)
 
 

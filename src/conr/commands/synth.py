@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from conr.commands.engine_options import add_engine_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from conr.engine.synth import MOTIONS
@@ -31,13 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--yaw", type=float, default=0.0, help="camera angle of the motion frames in degrees (0 = front)")
     p.add_argument("--detail", type=float, default=1.0, help="mesh tessellation factor (default 1.0)")
     p.add_argument("--no-targets", action="store_true", help="skip the ground-truth RGBA renders of the motion")
-    p.add_argument("--shading", choices=("cel", "flat"), default="cel",
-                   help="RGBA images: two-tone cel shading (default) or flat base colours")
-    p.add_argument("--no-outline", action="store_true", help="RGBA images without the ink outline")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)")
-    p.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda (default cpu)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_engine_options(p)
     p.set_defaults(func=run)
 
 

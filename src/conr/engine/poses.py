@@ -10,9 +10,6 @@ Output folder (built beside the target and renamed into place when complete):
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,7 +29,7 @@ from conr.engine.scene import (SHEET_YAWS, camera_dict, cameras_from_file, frame
 from conr.engine.skeleton import Skeleton
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
-from conr.io import atomic_write_bytes
+from conr.io import atomic_dir, atomic_write_bytes
 
 PROCEDURAL_NAMES = tuple(PROCEDURAL) + ("random",)
 MAX_SIZE = 8192  # the largest frame conr.io reads back
@@ -251,9 +248,7 @@ def make_poses(
     else:
         cams = cameras_from_file(Path(camera), size, corners, corners.shape[0])
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         udp, rgba_files = write_frames(mesh, posed_frames(mesh, g), cams, norm, tmp, tmp / "rgba" if rgba else None,
                                        device, style)
         sheet = []
@@ -266,10 +261,4 @@ def make_poses(
                     "udp_normalizer": norm.to_dict(), "triangles": mesh.num_faces,
                     "humanoid_bones": sorted(model.humanoid), "sheet": sheet}
         atomic_write_bytes(tmp / "poses.json", json.dumps(manifest, indent=1).encode())
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return manifest

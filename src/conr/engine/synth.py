@@ -13,9 +13,6 @@ end, so an interrupted run leaves nothing half-written):
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +24,7 @@ from conr.engine.scene import SHEET_YAWS, camera_dict, pose_by_motion, sequence_
 from conr.engine.renderer import CelStyle
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
-from conr.io import atomic_write_bytes
+from conr.io import atomic_dir, atomic_write_bytes
 
 MOTIONS = ("walk", "wave", "dance", "random", "stand")
 MANIFEST_VERSION = 1
@@ -63,18 +60,10 @@ def synthesize(
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
         raise ConrError("output folder already exists and is not empty", path=out,
                         hint="choose a new folder or pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         manifest = _build(tmp, seed, count, motion, frames, size, views, projection, yaw, detail, targets, device,
                           style, log)
         atomic_write_bytes(tmp / "manifest.json", json.dumps(manifest, indent=1).encode())
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return manifest
 
 
