@@ -70,6 +70,10 @@ def run_one(cfg: dict) -> dict:
 
     device, batch, impl, precision = cfg["device"], cfg["batch"], cfg["impl"], cfg["precision"]
     frames = cfg["frames"]
+    if cfg.get("keep_memory"):
+        from conr.allocator import keep_freed_memory
+
+        keep_freed_memory()
     renderer = Renderer(_model("official", device), device=device, precision=precision)
     images, masks, target = _inputs(4, frames, 256, device)
     with torch.inference_mode():
@@ -120,6 +124,10 @@ def run_sequence(cfg: dict) -> dict:
     from conr.weights import save_safetensors
 
     device, n = cfg["device"], cfg["frames"]
+    if cfg.get("keep_memory"):
+        from conr.allocator import keep_freed_memory
+
+        keep_freed_memory()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = _model(cfg["preset"], device)
@@ -186,7 +194,7 @@ def main() -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads"
           + (f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ""))
     print("official architecture, random weights, 256x256, 4 sheet views\n")
-    header = f"{'device':6} {'renderer':34} {'batch':>5} {'frames/s':>9} {'speed-up':>8} {'peak MB':>9} " \
+    header = f"{'device':6} {'renderer':38} {'batch':>5} {'frames/s':>9} {'speed-up':>8} {'peak MB':>9} " \
              f"{'max |err|':>10} {'PSNR dB':>8}"
     print(header)
     print("-" * len(header))
@@ -195,11 +203,16 @@ def main() -> None:
             frames = 8 if device == "cpu" else 64
             if args.quick:
                 frames = max(frames // 4, 2)
-            runs = [("baseline", 1, "fp32", "one frame, one view at a time"),
-                    ("conr", 1, "fp32", "conr fp32"),
-                    ("conr", 8, "fp32", "conr fp32"),
-                    ("conr", 1, "fast", "conr fast (bf16)" if device == "cpu" else "conr fast (fp16 autocast)"),
-                    ("conr", 8, "fast", "conr fast (bf16)" if device == "cpu" else "conr fast (fp16 autocast)")]
+            # keep_memory: the allocator setting `conr render` makes on the CPU (conr/allocator.py)
+            cpu = device == "cpu"
+            runs = [("baseline", 1, "fp32", "one frame, one view at a time", False),
+                    ("baseline", 1, "fp32", "  the same + conr's allocator setting", True),
+                    ("conr", 1, "fp32", "conr fp32", cpu),
+                    ("conr", 8, "fp32", "conr fp32", cpu),
+                    ("conr", 1, "fast", "conr fast (bf16)" if cpu else "conr fast (fp16 autocast)", cpu),
+                    ("conr", 8, "fast", "conr fast (bf16)" if cpu else "conr fast (fp16 autocast)", cpu)]
+            if not cpu:
+                runs = [r for r in runs if not r[4] or r[0] != "baseline"]
             if device == "cpu":
                 from conr.pipeline import _cpu_has_bf16
 
@@ -208,17 +221,17 @@ def main() -> None:
                     print(f"{device:6} conr fast: not run, this CPU has no native bfloat16 (it would be float32)")
                     runs = [r for r in runs if r[2] != "fast"]
             ref_out = ref_fps = None
-            for impl, batch, precision, label in runs:
+            for impl, batch, precision, label, keep in runs:
                 out = str(Path(tmp) / f"{device}-{impl}-{batch}-{precision}.pt")
                 n = max(frames, batch)
                 res = _child({"device": device, "impl": impl, "batch": batch, "precision": precision,
-                              "frames": n, "out": out})
+                              "frames": n, "out": out, "keep_memory": keep})
                 if ref_out is None:
                     ref_out, ref_fps = out, res["fps"]
                     err, psnr = 0.0, math.inf
                 else:
                     err, psnr = _compare(ref_out, out)
-                print(f"{device:6} {label:34} {batch:5d} {res['fps']:9.3f} {res['fps'] / ref_fps:7.2f}x "
+                print(f"{device:6} {label:38} {batch:5d} {res['fps']:9.3f} {res['fps'] / ref_fps:7.2f}x "
                       f"{res['peak_mb']:9.0f} {err:10.2e} {psnr:8.1f}", flush=True)
     if args.skip_sequence:
         return
@@ -230,7 +243,8 @@ def main() -> None:
     for device in devices:
         preset_name = "tiny" if device == "cpu" else "official"
         for n in (100, 1000):
-            res = _child({"kind": "sequence", "device": device, "preset": preset_name, "frames": n, "batch": 8})
+            res = _child({"kind": "sequence", "device": device, "preset": preset_name, "frames": n, "batch": 8,
+                          "keep_memory": device == "cpu"})
             print(f"{device:6} {preset_name:8} {n:6d} {res['fps']:9.2f} {res['before_mb']:15.0f} {res['peak_mb']:12.0f} "
                   f"{res['gpu_mb']:8.0f}", flush=True)
 

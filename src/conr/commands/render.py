@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from conr.io import atomic_save_npz, atomic_write_png, read_frame, read_rgba
-    from conr.pipeline import Renderer, find_poses, find_sheets
+    from conr.allocator import keep_freed_memory
+    from conr.pipeline import Renderer, find_poses, find_sheets, resolve_device
     from conr.video import VideoWriter, parse_color, unpremultiply
 
     out = Path(args.out)
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     todo = [s for s in poses if not (args.resume and s.name in existing)]
 
     progress = not args.quiet
+    if resolve_device(args.device).type == "cpu":
+        keep_freed_memory()
     renderer = Renderer.from_weights(args.weights, device=args.device, precision=args.precision, size=args.size)
     sheet = renderer.encode_sheet([read_rgba(p) for p in sheet_paths], names=[str(p) for p in sheet_paths])
     renderer.check_poses(tqdm(todo, desc="checking poses", unit="file", disable=not progress, leave=False))
