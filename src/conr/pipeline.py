@@ -25,7 +25,7 @@ import torch
 from conr.errors import ConrError
 from conr.io import UDP_EXTS, list_inputs, read_rgba, read_udp
 from conr.models import CharacterSheet, CoNR
-from conr.preprocess import Crop, PreparedImage, PreparedUDP, prepare_image, prepare_udp, to_uint8, uncrop
+from conr.preprocess import PreparedImage, PreparedUDP, prepare_image, prepare_udp, to_uint8, uncrop
 
 PoseKind = Literal["udp", "image"]
 Precision = Literal["fp32", "fast"]
@@ -124,18 +124,6 @@ def prepare_pose(source: PoseSource, size: int) -> PreparedPose:
     data = source.read()
     item = prepare_udp(data, size) if source.kind == "udp" else prepare_image(data, size)
     return PreparedPose(source, data.shape[0], data.shape[1], item)
-
-
-def uncrop_udp(udp: torch.Tensor, crop: Crop | None, height: int, width: int) -> np.ndarray:
-    """Predicted UDP (4, S, S) back at frame size (nearest resampling: UDP values are labels)."""
-    out = np.zeros((height, width, 4), dtype=np.float32)
-    if crop is None:
-        return out
-    arr = np.ascontiguousarray(udp.float().permute(1, 2, 0).cpu().numpy())
-    scaled = cv2.resize(arr, (crop.padded_w, crop.padded_h), interpolation=cv2.INTER_NEAREST_EXACT)
-    out[crop.top:crop.bottom, crop.left:crop.right] = scaled[
-        crop.pad_top:crop.padded_h - crop.pad_bottom, crop.pad_left:crop.padded_w - crop.pad_right]
-    return out
 
 
 class Renderer:
@@ -254,7 +242,8 @@ class Renderer:
             if save_udp and it.source.kind == "image":
                 predicted_udp = udps.get(k)
                 udp = np.zeros((it.height, it.width, 4), np.float32) if predicted_udp is None else \
-                    uncrop_udp(predicted_udp, crop, it.height, it.width)
+                    uncrop(predicted_udp.float().permute(1, 2, 0).cpu().numpy(), crop, it.height, it.width,
+                           label=True)
             yield Frame(idx[k], it.source.name, frame, udp)
 
     def targets(self, poses: Sequence[PreparedPose]) -> tuple[torch.Tensor, list[torch.Tensor | None]]:

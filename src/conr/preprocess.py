@@ -133,12 +133,15 @@ def to_uint8(rgba: Tensor) -> np.ndarray:
     return (rgba.float() * 255).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def uncrop(rgba_u8: np.ndarray, crop: Crop | None, height: int, width: int) -> np.ndarray:
-    """Put a (S, S, 4) uint8 frame back into a transparent (height, width, 4) frame."""
-    out = np.zeros((height, width, 4), dtype=np.uint8)
+def uncrop(image: np.ndarray, crop: Crop | None, height: int, width: int, label: bool = False) -> np.ndarray:
+    """Put a (S, S, C) network-space image back into a zero (height, width, C) frame: area
+    resampling for pixels, nearest for labels (UDP), the inverse of `apply_crop`."""
+    out = np.zeros((height, width, image.shape[2]), dtype=image.dtype)
     if crop is None:
         return out
-    scaled = cv2.resize(rgba_u8, (crop.padded_w, crop.padded_h), interpolation=cv2.INTER_AREA)
+    interp = cv2.INTER_NEAREST_EXACT if label else cv2.INTER_AREA
+    scaled = cv2.resize(np.ascontiguousarray(image), (crop.padded_w, crop.padded_h), interpolation=interp)
+    scaled = scaled.reshape(crop.padded_h, crop.padded_w, image.shape[2])
     out[crop.top:crop.bottom, crop.left:crop.right] = scaled[
         crop.pad_top:crop.padded_h - crop.pad_bottom, crop.pad_left:crop.padded_w - crop.pad_right]
     return out

@@ -62,6 +62,15 @@ def assert_same_frames(a: np.ndarray, b: np.ndarray) -> None:
     assert np.median(diff) < 1e-3
 
 
+
+def _arm_and_knee_pose(girl):
+    """Frame 0 at rest; frame 1: left upper arm -90 degrees about Z, left knee 60 about X, root moved."""
+    rot = girl.skeleton.identity_pose(2)
+    rot[1, HUMANOID_BONES.index("leftUpperArm")] = axis_rotation("Z", torch.tensor(-math.pi / 2))
+    rot[1, HUMANOID_BONES.index("leftLowerLeg")] = axis_rotation("X", torch.tensor(math.pi / 3))
+    root = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.05, 0.0]])
+    return girl.pose(girl.skeleton.forward(rot, root))
+
 def test_glb_round_trip_keeps_mesh_colours_and_bones(girl, glb) -> None:
     model = load_model(glb)
     assert torch.allclose(model.mesh.rest_vertices(), girl.vertices, atol=1e-5)
@@ -157,12 +166,7 @@ def test_bvh_motion_retargets_onto_glb(girl, glb, tmp_path, capsys) -> None:
     out = tmp_path / "bvh"
     assert main(["poses", str(glb), str(path), "-o", str(out), "--size", str(SIZE)]) == 0
     assert "LeftHandThumb1" in capsys.readouterr().err
-    rot = girl.skeleton.identity_pose(2)
-    rot[1, HUMANOID_BONES.index("leftUpperArm")] = axis_rotation("Z", torch.tensor(-math.pi / 2))
-    rot[1, HUMANOID_BONES.index("leftLowerLeg")] = axis_rotation("X", torch.tensor(math.pi / 3))
-    root = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.05, 0.0]])
-    posed = girl.pose(girl.skeleton.forward(rot, root))
-    assert_same_frames(udp_frames(out), direct_udp(girl, posed))
+    assert_same_frames(udp_frames(out), direct_udp(girl, _arm_and_knee_pose(girl)))
 
 
 def test_motion_bones_missing_from_model_are_listed_once(girl, tmp_path, capsys) -> None:
@@ -574,12 +578,7 @@ def test_z_up_bvh_drives_a_y_up_model_the_same_way(girl, glb, tmp_path) -> None:
     write_bvh(path, BVH_NAMES, list(skel.parents), off, frames)
     out = tmp_path / "o"
     assert main(["poses", str(glb), str(path), "-o", str(out), "--size", str(SIZE)]) == 0
-    rot = girl.skeleton.identity_pose(2)
-    rot[1, HUMANOID_BONES.index("leftUpperArm")] = axis_rotation("Z", torch.tensor(-math.pi / 2))
-    rot[1, HUMANOID_BONES.index("leftLowerLeg")] = axis_rotation("X", torch.tensor(math.pi / 3))
-    root = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.05, 0.0]])
-    posed = girl.pose(girl.skeleton.forward(rot, root))
-    assert_same_frames(udp_frames(out), direct_udp(girl, posed))
+    assert_same_frames(udp_frames(out), direct_udp(girl, _arm_and_knee_pose(girl)))
 
 
 def test_compressed_gltf_is_refused_with_a_hint(tmp_path, capsys) -> None:
