@@ -28,11 +28,6 @@ SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def girl():
-    return character(11, detail=0.5)[1]
-
-
-@pytest.fixture(scope="module")
 def glb(girl, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "girl.glb"
     mesh_to_glb(girl, path)

@@ -13,16 +13,11 @@ from conr.cli import main
 from conr.engine.formats import load_model
 from conr.engine.formats.vmd import bezier_progress, load_vmd
 from conr.engine.ik import pose_mmd
-from conr.engine.procedural import HUMANOID_BONES, character
+from conr.engine.procedural import HUMANOID_BONES
 from conr.engine.transforms import axis_rotation
 
 from .test_formats import SIZE, assert_same_frames, direct_udp, udp_frames
 from .writers import MMD_SCALE, mesh_to_glb, mesh_to_pmx, write_vmd
-
-
-@pytest.fixture(scope="module")
-def girl():
-    return character(11, detail=0.5)[1]
 
 
 @pytest.fixture(scope="module")
