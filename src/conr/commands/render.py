@@ -55,7 +55,7 @@ def _one_or_list(values: list[str]) -> str | list[str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from conr.io import atomic_save_npz, atomic_write_png, read_frame, read_rgba
+    from conr.io import atomic_save_npz, atomic_write_png, read_frame
     from conr.allocator import keep_freed_memory
     from conr.pipeline import Renderer, find_poses, find_sheets, resolve_device
     from conr.video import VideoWriter, parse_color, unpremultiply
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if resolve_device(args.device).type == "cpu":
         keep_freed_memory()
     renderer = Renderer.from_weights(args.weights, device=args.device, precision=args.precision, size=args.size)
-    sheet = renderer.encode_sheet([read_rgba(p) for p in sheet_paths], names=[str(p) for p in sheet_paths])
+    sheet = renderer.load_sheet(sheet_paths)
     renderer.check_poses(tqdm(todo, desc="checking poses", unit="file", disable=not progress, leave=False))
 
     out.mkdir(parents=True, exist_ok=True)
