@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from conr.models import CharacterSheet, CoNR
 from conr.models.warp import rescale_flow, warp, warp_groups
@@ -15,6 +15,14 @@ from conr.models.warp import rescale_flow, warp, warp_groups
 
 def _resize(x: Tensor, size) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _plain_block(block: nn.Module, x: Tensor) -> dict[str, Tensor | None]:
+    """A shader level with PyTorch's own layers, none of our fast paths."""
+    feat = block.conv0(x)
+    for res in block.convblocks:
+        feat = res(feat) + feat
+    return block.split_outputs(block.conv_last(feat))
 
 
 def shade_one_frame(model: CoNR, target_feats: list[Tensor], reference: Tensor, ref_feats: list[Tensor]) -> Tensor:
@@ -41,7 +49,7 @@ def shade_one_frame(model: CoNR, target_feats: list[Tensor], reference: Tensor, 
                 v_fused_flow, v_fused_ref = fused_flow, fused_ref
             target = target_feats[level] if level < len(target_feats) else None
             parts = [flow, target, wref, wfeat, v_fused_flow, v_fused_ref, fused_msg, locals_[v]]
-            out = block([(p, False) for p in parts if p is not None], views=1)
+            out = _plain_block(block, torch.cat([p for p in parts if p is not None], dim=1))
             flow = flow + out["flow"]
             nxt = ref_feats[level + 1][:, v] if level + 1 < len(ref_feats) else None
             size = tuple((nxt if nxt is not None else ref_v).shape[-2:])

@@ -15,6 +15,7 @@ Every configuration runs in its own process so that peak memory is its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -66,6 +67,7 @@ def run_one(cfg: dict) -> dict:
     sys.path.insert(0, str(HERE))
     from baseline import render_frame
 
+    from conr.models import winograd
     from conr.pipeline import Renderer
 
     device, batch, impl, precision = cfg["device"], cfg["batch"], cfg["impl"], cfg["precision"]
@@ -80,7 +82,8 @@ def run_one(cfg: dict) -> dict:
         sheet = renderer.model.encode_sheet(images, masks)
 
     def step(chunk):
-        with torch.inference_mode(), renderer._autocast():
+        fast_convs = contextlib.nullcontext() if cfg.get("winograd", True) else winograd.disabled()
+        with torch.inference_mode(), renderer._autocast(), fast_convs:
             if impl == "baseline":
                 return torch.cat([render_frame(renderer.model, sheet, chunk[i:i + 1]) for i in range(len(chunk))])
             return renderer.model.render(sheet, chunk)
@@ -208,11 +211,12 @@ def main() -> None:
             runs = [("baseline", 1, "fp32", "one frame, one view at a time", False),
                     ("baseline", 1, "fp32", "  the same + conr's allocator setting", True),
                     ("conr", 1, "fp32", "conr fp32", cpu),
+                    ("conr-direct", 1, "fp32", "  conr fp32 without Winograd", cpu),
                     ("conr", 8, "fp32", "conr fp32", cpu),
                     ("conr", 1, "fast", "conr fast (bf16)" if cpu else "conr fast (fp16 autocast)", cpu),
                     ("conr", 8, "fast", "conr fast (bf16)" if cpu else "conr fast (fp16 autocast)", cpu)]
-            if not cpu:
-                runs = [r for r in runs if not r[4] or r[0] != "baseline"]
+            if not cpu:  # the allocator setting and Winograd are CPU-only
+                runs = [r for r in runs if not (r[4] and r[0] == "baseline") and r[0] != "conr-direct"]
             if device == "cpu":
                 from conr.pipeline import _cpu_has_bf16
 
@@ -224,8 +228,9 @@ def main() -> None:
             for impl, batch, precision, label, keep in runs:
                 out = str(Path(tmp) / f"{device}-{impl}-{batch}-{precision}.pt")
                 n = max(frames, batch)
-                res = _child({"device": device, "impl": impl, "batch": batch, "precision": precision,
-                              "frames": n, "out": out, "keep_memory": keep})
+                res = _child({"device": device, "impl": impl.removesuffix("-direct"), "batch": batch,
+                              "precision": precision, "frames": n, "out": out, "keep_memory": keep,
+                              "winograd": not impl.endswith("-direct")})
                 if ref_out is None:
                     ref_out, ref_fps = out, res["fps"]
                     err, psnr = 0.0, math.inf

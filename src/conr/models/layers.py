@@ -7,10 +7,27 @@ so that loading its weights is a straight copy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+T = TypeVar("T")
+
+
+def derived_weight(owner: nn.Module, slot: str, weight: Tensor, make: Callable[[], T], key: object = None) -> T:
+    """A value computed from `weight` (a split, a transform), kept on `owner` between inference
+    calls. It is made again when the weight is replaced, moved or changed in place (version counter)."""
+    if torch.is_grad_enabled():  # training: the value must carry the weight's gradient
+        return make()
+    stamp = (weight.data_ptr(), weight._version, weight.dtype, weight.device, key)
+    cached = owner.__dict__.get(slot)
+    if cached is not None and cached[0] is weight and cached[1] == stamp:
+        return cached[2]
+    value = make()
+    owner.__dict__[slot] = (weight, stamp, value)
+    return value
 
 
 class InstanceNorm(nn.Module):

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from conr.models import winograd
+from conr.models.layers import derived_weight
 from conr.models.warp import rescale_flow, warp, warp_groups
 
 
@@ -82,8 +84,12 @@ class DecoderBlock(nn.Module):
         (B*V, C, h, w); shared ones (B, C, h, w) are the same for every view of a frame."""
         feat = self.conv0[1:](self._first_conv(parts, views))
         for block in self.convblocks:
-            feat = block(feat) + feat
-        out = self.conv_last(feat)
+            feat = winograd.apply(block, feat) + feat
+        return self.split_outputs(winograd.apply(self.conv_last, feat))
+
+    def split_outputs(self, out: Tensor) -> dict[str, Tensor | None]:
+        """Name the output channels: residual flow, message and its group flows, local features
+        and their group flows, and the fusion confidences (sigmoid)."""
         sizes = {"flow": 2, "message": self.messages, "message_flow": self.message_flows,
                  "local": self.locals, "local_flow": self.local_flows, "mask": self.masks}
         result: dict[str, Tensor | None] = {}
@@ -110,21 +116,18 @@ class DecoderBlock(nn.Module):
         return (y.view(b, views, *y.shape[1:]) + y_common.unsqueeze(1)).view(y.shape)
 
     def _split_weight(self, layout: list[tuple[int, bool]]) -> tuple[Tensor, Tensor]:
+        """The first convolution's weight split into the per-view and the shared input channels."""
         weight = self.conv0[0].weight
-        key = (tuple(layout), weight.data_ptr(), weight._version, weight.device, weight.dtype)
-        cached = getattr(self, "_split_cache", None)
-        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
-            return cached[1]
-        groups: dict[bool, list[Tensor]] = {False: [], True: []}
-        start = 0
-        for n, shared in layout:
-            groups[shared].append(weight[:, start:start + n])
-            start += n
-        split = (torch.cat(groups[False], dim=1), torch.cat(groups[True], dim=1))
-        if not torch.is_grad_enabled():
-            self._split_cache = (key, split)
-        return split
 
+        def split() -> tuple[Tensor, Tensor]:
+            groups: dict[bool, list[Tensor]] = {False: [], True: []}
+            start = 0
+            for n, shared in layout:
+                groups[shared].append(weight[:, start:start + n])
+                start += n
+            return torch.cat(groups[False], dim=1), torch.cat(groups[True], dim=1)
+
+        return derived_weight(self, "_split_cache", weight, split, key=tuple(layout))
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
