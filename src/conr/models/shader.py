@@ -132,6 +132,11 @@ class DecoderBlock(nn.Module):
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x  # bilinear resampling to the same size is the identity
+    if x.device.type == "cpu" and x.shape[-2] * x.shape[-1] <= 32 * 32:
+        # Small maps with many channels: PyTorch's CPU kernel is several times faster on channels-last
+        # data, even counting both conversions (measured).
+        x = x.contiguous(memory_format=torch.channels_last)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False).contiguous()
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
