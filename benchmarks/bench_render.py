@@ -9,7 +9,8 @@ Prints two tables:
    largest difference from the straightforward float32 output and its PSNR;
 2. peak memory of the whole pipeline (read poses, render, write PNGs) for 100 and 1000 frames.
 
-Every configuration runs in its own process so that peak memory is its own.
+Every configuration runs in its own process so that peak memory is its own, `--rounds` times,
+alternating with the others; the best round counts.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def run_one(cfg: dict) -> dict:
                 return torch.cat([render_frame(renderer.model, sheet, chunk[i:i + 1]) for i in range(len(chunk))])
             return renderer.model.render(sheet, chunk)
 
-    step(target[:batch])  # warm-up: allocator, kernel selection
+    for _ in range(2):  # warm-up: the allocator's pools fill over the first frames, kernels are chosen
+        step(target[:batch])
     _sync(device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -181,6 +183,7 @@ def main() -> None:
     parser.add_argument("--devices", default="auto", help="cpu, cuda or both (default: cpu and cuda if present)")
     parser.add_argument("--skip-sequence", action="store_true", help="skip the 100 vs 1000 frames memory test")
     parser.add_argument("--skip-speed", action="store_true", help="skip the frames/s table")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every configuration; the best counts")
     args = parser.parse_args()
     if args.child:
         cfg = json.loads(args.child)
@@ -224,19 +227,22 @@ def main() -> None:
                 if not _cpu_has_bf16():
                     print(f"{device:6} conr fast: not run, this CPU has no native bfloat16 (it would be float32)")
                     runs = [r for r in runs if r[2] != "fast"]
-            ref_out = ref_fps = None
-            for impl, batch, precision, label, keep in runs:
-                out = str(Path(tmp) / f"{device}-{impl}-{batch}-{precision}.pt")
-                n = max(frames, batch)
-                res = _child({"device": device, "impl": impl.removesuffix("-direct"), "batch": batch,
-                              "precision": precision, "frames": n, "out": out, "keep_memory": keep,
-                              "winograd": not impl.endswith("-direct")})
-                if ref_out is None:
-                    ref_out, ref_fps = out, res["fps"]
-                    err, psnr = 0.0, math.inf
-                else:
-                    err, psnr = _compare(ref_out, out)
-                print(f"{device:6} {label:38} {batch:5d} {res['fps']:9.3f} {res['fps'] / ref_fps:7.2f}x "
+            # Rounds alternate the configurations, and each keeps its best round: this shared VM's
+            # speed drifts by 15-25 % over minutes, which would otherwise favour whichever ran first.
+            results: dict[int, dict] = {}
+            for _ in range(args.rounds):
+                for i, (impl, batch, precision, _label, keep) in enumerate(runs):
+                    out = str(Path(tmp) / f"{device}-{i}.pt")
+                    res = _child({"device": device, "impl": impl.removesuffix("-direct"), "batch": batch,
+                                  "precision": precision, "frames": max(frames, batch), "out": out,
+                                  "keep_memory": keep, "winograd": not impl.endswith("-direct")})
+                    if i not in results or res["fps"] > results[i]["fps"]:
+                        results[i] = {**res, "out": out}
+            ref = results[0]
+            for i, (_impl, batch, _precision, label, _keep) in enumerate(runs):
+                res = results[i]
+                err, psnr = (0.0, math.inf) if i == 0 else _compare(ref["out"], res["out"])
+                print(f"{device:6} {label:38} {batch:5d} {res['fps']:9.3f} {res['fps'] / ref['fps']:7.2f}x "
                       f"{res['peak_mb']:9.0f} {err:10.2e} {psnr:8.1f}", flush=True)
     if args.skip_sequence:
         return

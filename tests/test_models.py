@@ -156,3 +156,25 @@ def test_pickled_objects_in_weights_are_refused(tmp_path, capsys):
         read_original(folder)
     assert "shader.pth" in str(err.value)
     assert "this must never run" not in capsys.readouterr().out
+
+
+def test_gradients_reach_the_shader_after_inference_passes():
+    """Inference caches weights derived for speed (the split first convolution, Winograd
+    transforms); a training step afterwards must still differentiate through the weights."""
+    torch.manual_seed(0)
+    model = CoNR(preset("tiny"))
+    images, masks, target = _tiny_inputs(frames=1)
+    with torch.no_grad():
+        sheet = model.encode_sheet(images, masks)
+        before = model.render(sheet, target)
+    model.render(sheet, target).mean().backward()
+    first = model.shader.decoder_blocks[1].conv0[0].weight  # its shared-input half is the cached split
+    assert first.grad is not None and bool(first.grad.abs().sum() > 0)
+    assert all(p.grad is not None for p in model.shader.parameters())
+    with torch.no_grad():
+        first.add_(0.01)  # an optimiser step: the cached split must follow
+        after = model.render(sheet, target)
+    assert not torch.equal(before, after)
+    model.shader.decoder_blocks[1].__dict__.pop("_split_cache")
+    with torch.no_grad():
+        assert torch.equal(model.render(sheet, target), after)

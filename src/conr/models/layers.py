@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 def derived_weight(owner: nn.Module, slot: str, weight: Tensor, make: Callable[[], T], key: object = None) -> T:
     """A value computed from `weight` (a split, a transform), kept on `owner` between inference
-    calls. It is made again when the weight is replaced, moved or changed in place (version counter)."""
+    calls. It is made again when the weight is replaced, moved or changed in place (version counter;
+    in-place changes through `weight.data` bypass that counter and are not seen)."""
     if torch.is_grad_enabled():  # training: the value must carry the weight's gradient
         return make()
     stamp = (weight.data_ptr(), weight._version, weight.dtype, weight.device, key)
