@@ -31,6 +31,17 @@ def test_conv3x3_matches_direct_convolution(shape, bias):
     assert err <= 1e-5 * want.abs().max().item()  # float32 rounding, amplified a little by the transforms
 
 
+def test_conv3x3_takes_any_memory_layout():
+    torch.manual_seed(5)
+    conv = nn.Conv2d(8, 8, 3, 1, 1)
+    x = torch.randn(2, 8, 32, 36)
+    u = winograd.transform_weight(conv.weight.detach())
+    want = winograd.conv3x3(x, u, conv.bias.detach())
+    for other in (x.contiguous(memory_format=torch.channels_last), torch.randn(2, 12, 32, 36)[:, 2:10]):
+        other.copy_(x)
+        assert torch.equal(winograd.conv3x3(other, u, conv.bias.detach()), want)
+
+
 def test_conv3x3_in_chunks_is_the_same(monkeypatch):
     torch.manual_seed(1)
     conv = nn.Conv2d(8, 8, 3, 1, 1)
