@@ -6,8 +6,8 @@ so that loading its weights is a straight copy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import torch

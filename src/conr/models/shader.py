@@ -129,6 +129,7 @@ class DecoderBlock(nn.Module):
 
         return derived_weight(self, "_split_cache", weight, split, key=tuple(layout))
 
+
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x  # bilinear resampling to the same size is the identity
