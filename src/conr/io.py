@@ -340,6 +340,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_new_dir(path: str | Path, overwrite: bool) -> None:
+    """Refuse an output folder that already holds something, unless asked to replace it."""
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
+        raise ConrError("output folder already exists and is not empty", path=path,
+                        hint="choose a new folder or pass --overwrite to replace it")
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a hidden temporary folder beside `path`; it replaces `path` only if the block succeeds,

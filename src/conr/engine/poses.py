@@ -29,7 +29,7 @@ from conr.engine.scene import (SHEET_YAWS, camera_dict, cameras_from_file, frame
 from conr.engine.skeleton import Skeleton
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
-from conr.io import atomic_dir, atomic_write_bytes
+from conr.io import atomic_dir, atomic_write_bytes, check_new_dir
 
 PROCEDURAL_NAMES = tuple(PROCEDURAL) + ("random",)
 MAX_SIZE = 8192  # the largest frame conr.io reads back
@@ -210,9 +210,7 @@ def make_poses(
     warn: Callable[[str], None] = lambda s: None,
 ) -> dict:
     out = Path(out_dir)
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
-        raise ConrError("output folder already exists and is not empty", path=out,
-                        hint="choose a new folder or pass --overwrite to replace it")
+    check_new_dir(out, overwrite)
     if not 0 <= sheet_views <= len(SHEET_YAWS):
         raise ConrError(f"--sheet must be between 0 and {len(SHEET_YAWS)} views, got {sheet_views}")
     if not 16 <= size <= MAX_SIZE:

@@ -24,7 +24,7 @@ from conr.engine.scene import SHEET_YAWS, camera_dict, pose_by_motion, sequence_
 from conr.engine.renderer import CelStyle
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
-from conr.io import atomic_dir, atomic_write_bytes
+from conr.io import atomic_dir, atomic_write_bytes, check_new_dir
 
 MOTIONS = ("walk", "wave", "dance", "random", "stand")
 MANIFEST_VERSION = 1
@@ -57,9 +57,7 @@ def synthesize(
         raise ConrError(f"size must be between 16 and 8192, got {size}")
     if count < 1 or (frames is not None and frames < 1):
         raise ConrError("--characters and --poses-per-character must be at least 1")
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
-        raise ConrError("output folder already exists and is not empty", path=out,
-                        hint="choose a new folder or pass --overwrite to replace it")
+    check_new_dir(out, overwrite)
     with atomic_dir(out) as tmp:
         manifest = _build(tmp, seed, count, motion, frames, size, views, projection, yaw, detail, targets, device,
                           style, log)
