@@ -96,9 +96,10 @@ class PreparedImage:
     crop: Crop
 
 
-def prepare_image(rgba: np.ndarray, size: int) -> PreparedImage | None:
-    """uint8 RGBA (H, W, 4) -> network input; None if the image shows (almost) nothing."""
-    crop = square_crop(rgba[:, :, 3])
+def prepare_image(rgba: np.ndarray, size: int, crop: Crop | None = None) -> PreparedImage | None:
+    """uint8 RGBA (H, W, 4) -> network input; None if the image shows (almost) nothing.
+    `crop` replaces the square around the alpha (training draws random ones)."""
+    crop = crop or square_crop(rgba[:, :, 3])
     if crop is None:
         return None
     img = apply_crop(premultiply(rgba), crop, size)
@@ -116,10 +117,10 @@ class PreparedUDP:
         return torch.cat([self.label[0:3] * self.alpha, self.alpha], dim=0)
 
 
-def prepare_udp(udp: np.ndarray, size: int) -> PreparedUDP | None:
+def prepare_udp(udp: np.ndarray, size: int, crop: Crop | None = None) -> PreparedUDP | None:
     """float32 UDP (H, W, 4) -> network input; None if (almost) no surface is visible."""
     as_u8 = (udp * 255).clip(0, 255).astype(np.uint8)
-    crop = square_crop(as_u8[:, :, 3])
+    crop = crop or square_crop(as_u8[:, :, 3])
     if crop is None:
         return None
     img = apply_crop(as_u8, crop, size)

@@ -118,10 +118,10 @@ def unflatten(flat: Mapping[str, Tensor]) -> StateDicts:
     return sds
 
 
-def save_safetensors(model: CoNR, path: str | Path) -> None:
-    """Write all four parts and the config into one safetensors file, atomically."""
+def save_safetensors(model: CoNR, path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
+    """Write all four parts and the config (and any other metadata) into one safetensors file, atomically."""
     sds = {p: {k: v.detach().cpu() for k, v in model.part(p).state_dict().items()} for p in PARTS}
-    data = st_save(flatten(sds), metadata={"format": "conr", "config": model.cfg.to_json()})
+    data = st_save(flatten(sds), metadata={**(metadata or {}), "format": "conr", "config": model.cfg.to_json()})
     atomic_write_bytes(path, data)
 
 
@@ -151,9 +151,14 @@ def read_safetensors(path: str | Path) -> tuple[CoNRConfig, StateDicts]:
     return cfg, sds
 
 
+RUN_WEIGHTS = "model.safetensors"
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> CoNR:
     """Load either weight format; the original folder implies the `official` architecture."""
     path = Path(path)
+    if path.is_dir() and (path / RUN_WEIGHTS).is_file():
+        path = path / RUN_WEIGHTS  # a `conr train` run folder: its newest weights
     if path.is_dir():
         sds = read_original(path)
         model = build_model(preset("official"), sds, path)

@@ -69,8 +69,9 @@ class CoNR(nn.Module):
         a = udp[:, 3:4] if alpha is None else alpha
         return torch.cat([udp[:, 0:3] * a, a], dim=1)
 
-    def render(self, sheet: CharacterSheet, target: Tensor) -> Tensor:
-        """target (B, 4, H, W) from `target_input` -> RGBA (B, 4, H, W), RGB premultiplied."""
+    def render(self, sheet: CharacterSheet, target: Tensor, trace: list[dict[str, Tensor]] | None = None) -> Tensor:
+        """target (B, 4, H, W) from `target_input` -> RGBA (B, 4, H, W), RGB premultiplied.
+        `trace` collects the shader's per-level flows and warped views (see CINNShader.forward)."""
         target_feats = self.target_pose_encoder(target)
-        message = self.shader(target_feats, sheet.reference, sheet.features)
+        message = self.shader(target_feats, sheet.reference, sheet.features, trace)
         return self.rgbadecodernet(message)

@@ -151,11 +151,15 @@ class CINNShader(nn.Module):
             for i in range(cfg.levels)
         )
 
-    def forward(self, target_feats: list[Tensor], reference: Tensor, reference_feats: list[Tensor]) -> Tensor:
+    def forward(self, target_feats: list[Tensor], reference: Tensor, reference_feats: list[Tensor],
+                trace: list[dict[str, Tensor]] | None = None) -> Tensor:
         """
         target_feats: target pose features, deepest first, each (B, C, h, w).
         reference: the sheet views' RGBA (RGB premultiplied), (B or 1, V, 4, H, W).
         reference_feats: the sheet views' parser features, deepest first, each (B or 1, V, C, h, w).
+        trace: if a list is given, every level but the last appends its intermediate results to it:
+        "flow" (B, V, 2, h, w) each view's accumulated flow in pixels of the next level's size,
+        "warped" (B, V, 4, h, w) each view's RGBA warped by it, "fused" (B, 4, h, w) their fusion.
         Returns the fused final message (B, C, H, W).
         """
         b = target_feats[0].shape[0]
@@ -200,6 +204,9 @@ class CINNShader(nn.Module):
             fused_flow = _fuse(mask5[:, :, 0:1], flow.view(b, v, *flow.shape[1:]))
             fused_ref = _fuse(mask5[:, :, 0:1], wref.view(b, v, *wref.shape[1:]))
             fused_msg = _fuse(mask5[:, :, 2:], message)
+            if trace is not None:
+                trace.append({"flow": flow.view(b, v, *flow.shape[1:]), "warped": wref.view(b, v, *wref.shape[1:]),
+                              "fused": fused_ref})
         raise AssertionError("unreachable: the last level returns")
 
 

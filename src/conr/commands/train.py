@@ -1,0 +1,96 @@
+"""`conr train`: train all four networks on data made by `conr synth` or `conr poses --sheet --rgba`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from conr.errors import ConrError
+
+# Options whose defaults come from TrainConfig (or, with --resume, from the run's run.json).
+_OPTIONS = {
+    "preset": (str, "architecture: official, small or tiny (default small)"),
+    "size": (int, "network resolution, a multiple of 128 (default 128)"),
+    "steps": (int, "optimiser steps in all (default 20000); with --resume it may be raised"),
+    "batch_size": (int, "global batch, split over torchrun's processes (default 4)"),
+    "lr": (float, "peak learning rate of AdamW (default 2e-4)"),
+    "weight_decay": (float, "AdamW weight decay (default 1e-4)"),
+    "warmup": (int, "steps of linear warm-up before the cosine decay (default 500)"),
+    "clip": (float, "gradient norm clipping (default 1.0)"),
+    "val_characters": (int, "characters held out for validation grids and losses (default 4)"),
+    "seed": (int, "seed of the initial weights and of every random choice of the data (default 0)"),
+    "workers": (int, "DataLoader worker processes (default 1)"),
+    "log_every": (int, "steps between metrics rows (default 10)"),
+    "sample_every": (int, "steps between validation grids (default 500)"),
+    "save_every": (int, "steps between checkpoints (default 500)"),
+}
+_LOSSES = ("rgba", "alpha", "parser", "flow", "warp", "ssim")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a CoNR model on conr synth / conr poses data",
+        description="Train the UDP parser, target pose encoder, CINN shader and RGBA decoder together. "
+                    "Checkpoints go to OUT/checkpoints (safetensors); OUT/model.safetensors is the newest weights, "
+                    "usable as `conr render --weights OUT`. Under torchrun it trains with distributed data parallel.")
+    p.add_argument("--data", action="append", required=True,
+                   help="a `conr synth` folder or a `conr poses --sheet N --rgba` folder; repeat to mix several")
+    p.add_argument("--out", "-o", required=True, help="run folder (new, or an existing run with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    for name, (kind, text) in _OPTIONS.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
+    p.add_argument("--views", default=None, help="sheet views per sample, MIN:MAX drawn per step (default 2:4)")
+    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    p.add_argument("--no-jitter", action="store_true", help="no random crops (the same crops as rendering)")
+    for name in _LOSSES:
+        p.add_argument(f"--loss-{name}", type=float, default=None, help=f"weight of the {name} loss term")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _views(text: str) -> tuple[int, int]:
+    try:
+        lo, _, hi = text.partition(":")
+        views = (int(lo), int(hi or lo))
+    except ValueError:
+        raise ConrError(f"--views {text!r} is not MIN:MAX", hint="e.g. --views 2:4") from None
+    if not 1 <= views[0] <= views[1]:
+        raise ConrError(f"--views {text!r}: need 1 <= MIN <= MAX")
+    return views
+
+
+def config_from_args(args: argparse.Namespace):
+    from conr.training.loop import RUN_FILE, TrainConfig
+
+    out = Path(args.out)
+    if args.resume and (out / RUN_FILE).is_file():
+        base = TrainConfig.from_dict(json.loads((out / RUN_FILE).read_text())["config"]).to_dict()
+    else:
+        base = TrainConfig(data=[], out=str(out)).to_dict()
+    base["data"] = [str(d) for d in args.data]
+    base["out"] = str(out)
+    for name in _OPTIONS:
+        if getattr(args, name) is not None:
+            base[name] = getattr(args, name)
+    if args.views is not None:
+        base["views"] = _views(args.views)
+    if args.device is not None:
+        base["device"] = args.device
+    if args.no_jitter:
+        base["jitter"] = False
+    for name in _LOSSES:
+        value = getattr(args, f"loss_{name}")
+        if value is not None:
+            base["losses"][name] = value
+    return TrainConfig.from_dict(base)
+
+
+def run(args: argparse.Namespace) -> int:
+    from conr.training.loop import train
+
+    cfg = config_from_args(args)
+    path = train(cfg, resume=args.resume, log=lambda s: print(s, file=sys.stderr), progress=not args.quiet)
+    print(f"weights: {path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Training CoNR: data from `conr synth` / `conr poses`, losses, the training loop and evaluation."""

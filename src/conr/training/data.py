@@ -1,0 +1,280 @@
+"""Training samples from the folders conr writes: `conr synth` and `conr poses --sheet N --rgba`.
+
+A sample is one target pose of one character with a subset of that character's sheet views, all
+cut and resized to the network size exactly as rendering does (`conr.preprocess`); training draws
+random crops around the same boxes. Tensors (S = network size, V = views):
+
+    sheet_rgb (V, 3, S, S)  premultiplied RGB      sheet_alpha (V, 1, S, S)
+    sheet_udp (V, 4, S, S)  the views' UDP labels  target_udp (4, S, S), target_alpha (1, S, S)
+    target_rgba (4, S, S)   ground truth, premultiplied
+    flow (V, 3, S, S)       each view's correspondence flow and where it is valid
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from conr.errors import ConrError
+from conr.io import read_rgba, read_udp
+from conr.preprocess import Crop, prepare_image, prepare_udp, premultiply, apply_crop, square_crop, to_unit
+from conr.training.correspondence import correspondence_flow
+
+_LAYOUTS = ("a `conr synth` folder (manifest.json) or a `conr poses MODEL MOTION --sheet 4 --rgba` "
+            "folder (poses.json)")
+
+
+@dataclass(frozen=True)
+class Character:
+    """One character: its sheet views (image, UDP) and its target frames (UDP, RGBA)."""
+
+    name: str  # unique over all data folders: "<folder>/<id>"
+    sheet: tuple[tuple[Path, Path], ...]
+    frames: tuple[tuple[Path, Path], ...]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConrError(f"cannot read ({err})", path, "regenerate the folder with the command that made it") from None
+
+
+def _sheet_of(entries: list, root: Path, where: Path, fix: str) -> tuple[tuple[Path, Path], ...]:
+    if not entries:
+        raise ConrError("has no character sheet views", where, fix)
+    sheet = []
+    for e in entries:
+        if "udp" not in e:
+            raise ConrError(f"sheet view {e.get('file')} has no UDP (needed to train the UDP parser)", where, fix)
+        sheet.append((root / e["file"], root / e["udp"]))
+    return tuple(sheet)
+
+
+def read_data_folder(folder: str | Path) -> list[Character]:
+    """The characters of one data folder, of either layout."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConrError("data folder does not exist" if not folder.exists() else "is not a folder", folder,
+                        f"pass {_LAYOUTS}")
+    tag = folder.resolve().name
+    if (folder / "manifest.json").is_file():
+        manifest = _read_json(folder / "manifest.json")
+        chars = []
+        fix = "make it again with `conr synth` (targets and sheet UDP are written by default)"
+        for c in manifest.get("characters", []):
+            root = folder / c["id"]
+            if not c.get("target"):
+                raise ConrError(f"character {c['id']} has no target images (made with --no-targets?)",
+                                folder / "manifest.json", fix)
+            chars.append(Character(f"{tag}/{c['id']}", _sheet_of(c.get("sheet", []), root, folder / "manifest.json", fix),
+                                   tuple((root / u, root / t) for u, t in zip(c["udp"], c["target"]))))
+        if not chars:
+            raise ConrError("manifest lists no characters", folder / "manifest.json", fix)
+        return chars
+    if (folder / "poses.json").is_file():
+        poses = _read_json(folder / "poses.json")
+        fix = "make it again with `conr poses MODEL MOTION --sheet 4 --rgba`"
+        if not poses.get("rgba"):
+            raise ConrError("has no RGBA renders of the frames (the training targets)", folder / "poses.json", fix)
+        sheet = _sheet_of(poses.get("sheet", []), folder, folder / "poses.json", fix)
+        frames = tuple((folder / u, folder / r) for u, r in zip(poses["frames"], poses["rgba"]))
+        return [Character(f"{tag}/model", sheet, frames)]
+    raise ConrError("is not a training data folder: no manifest.json or poses.json", folder, f"pass {_LAYOUTS}")
+
+
+def read_data(folders: Sequence[str | Path]) -> list[Character]:
+    chars = [c for f in folders for c in read_data_folder(f)]
+    names = [c.name for c in chars]
+    if len(set(names)) != len(names):
+        raise ConrError("two data folders have the same name, so their characters cannot be told apart",
+                        hint="give each --data folder its own name")
+    return chars
+
+
+def check_files(characters: Sequence[Character], log=None) -> None:
+    """Read every file once so that a missing, truncated or mis-shaped one stops the run by name
+    before the first step."""
+    items = [(img, udp) for c in characters for pair in (c.sheet + tuple((t, u) for u, t in c.frames))
+             for img, udp in [pair]]
+    for n, (img, udp) in enumerate(items):
+        rgba = read_rgba(img, what="training image")
+        label = read_udp(udp)
+        if rgba.shape[:2] != label.shape[:2]:
+            raise ConrError(f"image is {rgba.shape[1]}x{rgba.shape[0]} but its UDP {udp.name} is "
+                            f"{label.shape[1]}x{label.shape[0]}", img, "regenerate the data folder")
+        if log is not None:
+            log(n + 1, len(items))
+
+
+def split_characters(characters: Sequence[Character], validation: int) -> tuple[list[Character], list[Character]]:
+    """Split by character, never by frame. The validation characters are chosen by a hash of their
+    names, so the split does not change when data folders are added or reordered."""
+    if validation >= len(characters):
+        raise ConrError(f"--val-characters {validation} leaves nothing to train on "
+                        f"({len(characters)} characters in the data)", hint="lower --val-characters")
+    ranked = sorted(characters, key=lambda c: hashlib.sha1(c.name.encode()).hexdigest())
+    val = {c.name for c in ranked[:validation]}
+    return [c for c in characters if c.name not in val], [c for c in characters if c.name in val]
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+@dataclass(frozen=True)
+class CropJitter:
+    """Random resized crop around the alpha's bounding box, with zero padding where it leaves the
+    image (the original loader's augmentation). scale: the crop's side over the box's longer
+    side; ratio: the crop's height over width; shift: of the centre, as a fraction of the box."""
+
+    scale: tuple[float, float] = (0.9, 1.25)
+    ratio: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.06
+
+    def __call__(self, alpha: np.ndarray, rng: np.random.Generator) -> Crop | None:
+        base = square_crop(alpha)
+        if base is None:
+            return None
+        h, w = alpha.shape
+        side = base.padded_h
+        box_top, box_left = base.top - base.pad_top, base.left - base.pad_left  # the square, unclipped
+        ratio = math.exp(rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+        ch = max(2, int(round(side * rng.uniform(*self.scale) * math.sqrt(ratio))))
+        cw = max(2, int(round(side * rng.uniform(*self.scale) / math.sqrt(ratio))))
+        cy = box_top + side / 2 + rng.uniform(-self.shift, self.shift) * side
+        cx = box_left + side / 2 + rng.uniform(-self.shift, self.shift) * side
+        top, left = int(round(cy - ch / 2)), int(round(cx - cw / 2))
+        c_top, c_left = max(top, 0), max(left, 0)
+        c_bottom, c_right = min(top + ch, h), min(left + cw, w)
+        if c_bottom <= c_top or c_right <= c_left:
+            return base
+        return Crop(h, w, c_top, c_bottom, c_left, c_right, c_top - top, top + ch - c_bottom,
+                    c_left - left, left + cw - c_right, ch, cw)
+
+
+# ---------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True)
+class SampleKey:
+    """What the sampler asks for: a frame, how many sheet views, and the seed of its randomness."""
+
+    item: int
+    views: int
+    seed: int | None  # None: no augmentation, the first `views` views in order (evaluation)
+
+
+class SampleSet(Dataset):
+    """(character, target frame) pairs of some characters."""
+
+    def __init__(self, characters: Sequence[Character], size: int, jitter: CropJitter | None = CropJitter(),
+                 flow: bool = True):
+        self.characters = list(characters)
+        self.items = [(c, f) for c in range(len(self.characters)) for f in range(len(self.characters[c].frames))]
+        self.size = size
+        self.jitter = jitter
+        self.flow = flow
+        self.max_views = min(len(c.sheet) for c in self.characters)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _crop(self, alpha: np.ndarray, rng: np.random.Generator | None) -> Crop | None:
+        if rng is None or self.jitter is None:
+            return square_crop(alpha)
+        return self.jitter(alpha, rng)
+
+    def __getitem__(self, key: SampleKey | int) -> dict[str, Tensor]:
+        if isinstance(key, int):
+            key = SampleKey(key, self.max_views, None)
+        ci, fi = self.items[key.item]
+        char = self.characters[ci]
+        rng = None if key.seed is None else np.random.default_rng(key.seed)
+        order = np.arange(len(char.sheet)) if rng is None else rng.permutation(len(char.sheet))
+        views = [char.sheet[i] for i in order[:key.views]]
+        s = self.size
+
+        udp_path, rgba_path = char.frames[fi]
+        udp = read_udp(udp_path)
+        as_u8 = (udp[:, :, 3] * 255).clip(0, 255).astype(np.uint8)
+        crop = self._crop(as_u8, rng)
+        if crop is None:
+            raise ConrError("the target frame shows (almost) no surface", udp_path, "remove the frame from the data")
+        target = prepare_udp(udp, s, crop)
+        rgba = apply_crop(premultiply(read_rgba(rgba_path, what="target image")), crop, s)
+
+        sheet_rgb, sheet_alpha, sheet_udp = [], [], []
+        for img_path, view_udp_path in views:
+            img = read_rgba(img_path)
+            vcrop = self._crop(img[:, :, 3], rng)
+            prepared = prepare_image(img, s, vcrop)
+            if prepared is None:
+                raise ConrError("the sheet view shows (almost) nothing", img_path, "remove it from the data")
+            sheet_rgb.append(prepared.rgb)
+            sheet_alpha.append(prepared.alpha)
+            label = apply_crop(read_udp(view_udp_path), prepared.crop, s, label=True)
+            sheet_udp.append(torch.from_numpy(np.ascontiguousarray(label.transpose(2, 0, 1))))
+
+        assert target is not None
+        sample = {
+            "sheet_rgb": torch.stack(sheet_rgb), "sheet_alpha": torch.stack(sheet_alpha),
+            "sheet_udp": torch.stack(sheet_udp), "target_udp": target.label, "target_alpha": target.alpha,
+            "target_rgba": to_unit(rgba),
+        }
+        if self.flow:
+            sample["flow"] = correspondence_flow(sample["target_udp"], sample["sheet_udp"])
+        return sample
+
+
+class StepSampler(Sampler):
+    """Yields, for training step after step, this process's share of the global batch.
+
+    Everything random about a step (which frames, how many views, each sample's crops and view order)
+    is a function of (seed, step), so a resumed run sees exactly the batches an unbroken one would,
+    and N processes together see the batch one process would.
+    """
+
+    def __init__(self, items: int, batch_size: int, seed: int, views: tuple[int, int], start_step: int = 0,
+                 steps: int | None = None, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise ConrError(f"--batch-size {batch_size} does not split evenly over {world_size} processes",
+                            hint=f"use a multiple of {world_size}")
+        self.items, self.batch_size, self.seed, self.views = items, batch_size, seed, views
+        self.start_step, self.steps = start_step, steps
+        self.rank, self.world_size = rank, world_size
+        self._order: tuple[int, np.ndarray] = (-1, np.empty(0))
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        if self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, 1, epoch]).permutation(self.items))
+        return self._order[1]
+
+    def batch(self, step: int) -> list[SampleKey]:
+        rng = np.random.default_rng([self.seed, 2, step])
+        views = int(rng.integers(self.views[0], self.views[1] + 1))
+        per_rank = self.batch_size // self.world_size
+        keys = []
+        for j in range(self.rank * per_rank, (self.rank + 1) * per_rank):
+            pos = step * self.batch_size + j
+            epoch, k = divmod(pos, self.items)
+            seed = int(np.random.SeedSequence([self.seed, 3, step, j]).generate_state(1)[0])
+            keys.append(SampleKey(int(self._epoch_order(epoch)[k]), views, seed))
+        return keys
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        step = self.start_step
+        while self.steps is None or step < self.steps:
+            yield self.batch(step)
+            step += 1
+
+    def __len__(self) -> int:
+        return (self.steps or 0) - self.start_step

@@ -1,0 +1,311 @@
+"""The training loop: one process on the CPU, or distributed data parallel under `torchrun`.
+
+Distributed training is switched on by the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK):
+every process takes its share of the same global batch (`--batch-size` is the global batch), so a
+command trains the same model on one process or many.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from conr.errors import ConrError
+from conr.models import CoNR, preset
+from conr.training import checkpoint
+from conr.training.data import CropJitter, SampleKey, SampleSet, StepSampler, check_files, read_data, split_characters
+from conr.training.losses import LossWeights, training_loss
+from conr.training.monitor import MetricsLog, write_grid
+from conr.training.step import forward
+from conr.weights import RUN_WEIGHTS
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    out: str
+    preset: str = "small"
+    size: int = 128
+    steps: int = 20000
+    batch_size: int = 4  # global: split over the processes
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    warmup: int = 500
+    min_lr: float = 0.05  # the cosine ends at this fraction of lr
+    clip: float = 1.0
+    views: tuple[int, int] = (2, 4)  # sheet views per sample, drawn per step
+    val_characters: int = 4
+    seed: int = 0
+    workers: int = 1
+    log_every: int = 10
+    sample_every: int = 500
+    save_every: int = 500
+    device: str = "auto"
+    jitter: bool = True
+    losses: LossWeights = field(default_factory=LossWeights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        d["losses"] = LossWeights(**d.get("losses", {}))
+        d["views"] = tuple(d["views"])
+        return TrainConfig(**d)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to min_lr * lr at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+class _Objective(nn.Module):
+    """The model and its loss as one module, so that DistributedDataParallel sees one forward."""
+
+    def __init__(self, model: CoNR, weights: LossWeights):
+        super().__init__()
+        self.model, self.weights = model, weights
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        out = forward(self.model, batch)
+        return training_loss(self.weights, out, batch), out["rgba"]  # type: ignore[return-value]
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: str) -> tuple[Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                           ("cpu" if device == "auto" else device))
+        return Dist(), dev
+    d = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    if use_cuda:
+        torch.cuda.set_device(d.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return d, torch.device("cuda", d.local_rank) if use_cuda else torch.device("cpu")
+
+
+def _collate(samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+def _worker_init(_: int) -> None:
+    # Each loader worker decodes one sample at a time: more threads would only fight the training step.
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def trainable(model: CoNR) -> list[nn.Parameter]:
+    """Parameters that take part in rendering. The pose encoder's U-Net decoder never runs (it is kept
+    for the released checkpoint's layout), so it is frozen: DDP needs every trainable parameter used."""
+    frozen = ("target_pose_encoder.upsample_blocks.", "target_pose_encoder.final_conv.")
+    params = []
+    for name, p in model.named_parameters():
+        if name.startswith(frozen):
+            p.requires_grad_(False)
+        else:
+            params.append(p)
+    return params
+
+
+def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
+    """Check the output folder; on resume, the saved options are the run's (the step count may grow)."""
+    out = Path(cfg.out)
+    run_file = out / RUN_FILE
+    if resume:
+        if not run_file.is_file() or checkpoint.latest(out) is None:
+            raise ConrError("nothing to resume: no run.json or no checkpoint in this folder", out,
+                            "start the run without --resume")
+        return cfg
+    if out.exists() and any(out.iterdir()):
+        raise ConrError("the run folder already holds a run", out,
+                        "continue it with --resume, or choose a new --out folder")
+    return cfg
+
+
+def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
+          progress: bool = True) -> Path:
+    """Train; return the path of the newest weights (OUT/model.safetensors)."""
+    ddp, device = _init_distributed(cfg.device)
+    out = Path(cfg.out)
+    prepare_run(cfg, resume)
+    torch.manual_seed(cfg.seed)
+    if cfg.size % 128:
+        raise ConrError(f"--size {cfg.size} is not a multiple of 128", hint="use 128 or 256")
+
+    characters = read_data(cfg.data)
+    train_chars, val_chars = split_characters(characters, cfg.val_characters)
+    if ddp.main:
+        log(f"data: {len(characters)} characters ({len(train_chars)} to train on, {len(val_chars)} held out for "
+            f"validation), {sum(len(c.frames) for c in train_chars)} training frames; checking the files")
+        check_files(characters)
+    views = (min(cfg.views[0], cfg.views[1]), cfg.views[1])
+    train_set = SampleSet(train_chars, cfg.size, jitter=CropJitter() if cfg.jitter else None)
+    if train_set.max_views < views[1]:
+        raise ConrError(f"--views asks for up to {views[1]} sheet views, but some characters have only "
+                        f"{train_set.max_views}", hint=f"use --views {min(views[0], train_set.max_views)}:"
+                        f"{train_set.max_views}")
+
+    model_cfg = dataclasses.replace(preset(cfg.preset), image_size=cfg.size)
+    model = CoNR(model_cfg).to(device)
+    params = trainable(model)
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+    start = 0
+    if resume:
+        latest = checkpoint.latest(out)
+        assert latest is not None
+        start = checkpoint.load(latest, model, opt)
+        if ddp.main:
+            log(f"resuming from {latest} (step {start})")
+    elif ddp.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if ddp.main:
+        meta = {"config": cfg.to_dict(), "argv": sys.argv, "world_size": ddp.world_size, "device": str(device),
+                "characters": {"train": len(train_chars), "validation": [c.name for c in val_chars]}}
+        (out / RUN_FILE).write_text(json.dumps(meta, indent=1))
+
+    objective: nn.Module = _Objective(model, cfg.losses)
+    if ddp.world_size > 1:
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None)
+
+    sampler = StepSampler(len(train_set), cfg.batch_size, cfg.seed, views, start, cfg.steps, ddp.rank,
+                          ddp.world_size)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.workers, collate_fn=_collate,
+                        worker_init_fn=_worker_init, persistent_workers=False,
+                        prefetch_factor=4 if cfg.workers else None, pin_memory=device.type == "cuda")
+    val_batch = _validation_batch(val_chars, cfg.size, views[1]) if ddp.main and val_chars else None
+    metrics = MetricsLog(out, start if resume else None) if ddp.main else None
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else contextlib.nullcontext())
+
+    bar = None
+    if ddp.main and progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    step = start
+    last_saved = start
+    meta_run = {"preset": cfg.preset, "size": cfg.size, "data": cfg.data, "seed": cfg.seed}
+    window: list[dict[str, float]] = []
+    t0, samples_done = time.perf_counter(), 0
+    model.train()
+    try:
+        for batch in loader:
+            batch = _to(batch, device)
+            lr = lr_at(cfg, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with autocast:
+                terms, _ = objective(batch)
+            loss = terms["total"]
+            finite = torch.isfinite(loss.detach()).float()
+            if ddp.world_size > 1:
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            if finite.item() < 1:
+                raise ConrError(f"the loss became {loss.item()} at step {step}; the last good checkpoint "
+                                f"(step {last_saved}) is kept in {out / 'checkpoints'}",
+                                hint="resume with --resume after lowering --lr, or check the data")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
+            step += 1
+            samples_done += cfg.batch_size
+            window.append({**{f"loss/{k}": float(v.detach()) for k, v in terms.items()}, "grad_norm": float(grad_norm)})
+            if ddp.main and (step % cfg.log_every == 0 or step == cfg.steps):
+                elapsed = time.perf_counter() - t0
+                values = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                values.update({"lr": lr, "samples_per_s": samples_done / elapsed})
+                assert metrics is not None
+                metrics.write(step, values)
+                window, t0, samples_done = [], time.perf_counter(), 0
+                if bar is not None:
+                    bar.set_postfix(loss=f"{values['loss/total']:.4f}", rgba=f"{values['loss/rgba']:.4f}",
+                                    samples_s=f"{values['samples_per_s']:.2f}")
+            if bar is not None:
+                bar.update(1)
+            if ddp.main and val_batch is not None and (step % cfg.sample_every == 0 or step == cfg.steps):
+                val = _validate(model, val_batch, cfg.losses, device, autocast, out / "samples" / f"step_{step:08d}.png")
+                assert metrics is not None
+                metrics.write(step, {f"val/{k}": v for k, v in val.items()})
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                if ddp.main:
+                    checkpoint.save(out, model, opt, step, {**meta_run, "step": step})
+                last_saved = step
+    except KeyboardInterrupt:
+        if ddp.main and step > last_saved:
+            checkpoint.save(out, model, opt, step, {**meta_run, "step": step})
+            log(f"\ninterrupted: saved step {step}; continue with --resume")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics is not None:
+            metrics.close()
+        if ddp.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    return out / RUN_WEIGHTS
+
+
+def _validation_batch(chars, size: int, views: int, count: int = 4) -> dict[str, Tensor]:
+    """A few fixed held-out samples: the first frames of the first validation characters."""
+    ds = SampleSet(chars, size, jitter=None)
+    picks = [ds.items.index((c, 0)) for c in range(min(count, len(chars)))]
+    while len(picks) < count and len(picks) < len(ds):
+        picks.append(len(picks))
+    return _collate([ds[SampleKey(i, min(views, ds.max_views), None)] for i in picks])
+
+
+@torch.no_grad()
+def _validate(model: CoNR, batch: dict[str, Tensor], weights: LossWeights, device: torch.device,
+              autocast, grid: Path) -> dict[str, float]:
+    model.eval()
+    batch = _to(batch, device)
+    with autocast:
+        out = forward(model, batch)
+    terms = training_loss(weights, out, batch)
+    write_grid(grid, {k: v.cpu() for k, v in batch.items()}, out["rgba"].float().cpu())  # type: ignore[union-attr]
+    model.train()
+    return {k: float(v) for k, v in terms.items()}

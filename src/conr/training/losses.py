@@ -1,0 +1,104 @@
+"""The training objective: every term is averaged per sample first, then over the batch, so that
+N processes with B/N samples each compute the same gradient as one process with B samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    rgba: float = 1.0  # L1 on the rendered premultiplied RGBA
+    alpha: float = 0.5  # binary cross-entropy on its alpha: guards against the all-transparent collapse
+    parser: float = 1.0  # UDP parser: L1 on visible XYZ + BCE on visibility, sheet views and targets
+    flow: float = 0.1  # the shader's per-view flows against the UDP correspondences, every level
+    warp: float = 1.0  # L1 of the views' fused warped RGBA (the shader's last warp) against the truth
+    ssim: float = 0.0  # 1 - SSIM of the RGB over white: structure (edges, patterns), needs no weights
+
+    @staticmethod
+    def names() -> list[str]:
+        return [f.name for f in fields(LossWeights)]
+
+
+def _per_sample(x: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Mean of x (N, ...) per sample, over the pixels where weight > 0 (all if None): (N,)."""
+    if weight is None:
+        return x.flatten(1).mean(1)
+    weight = weight.expand_as(x)
+    return (x * weight).flatten(1).sum(1) / (weight.flatten(1).sum(1) + _EPS)
+
+
+def _bce(p: Tensor, target: Tensor) -> Tensor:
+    # Straight-through clamp: the value stays a probability, the gradient still flows outside [0, 1].
+    q = p + (p.clamp(1e-4, 1 - 1e-4) - p).detach()
+    return -(target * torch.log(q) + (1 - target) * torch.log(1 - q))
+
+
+def parser_loss(raw: Tensor, label: Tensor) -> Tensor:
+    """raw (N, 4, H, W) the parser's unclamped output, label (N, 4, H, W) -> (N,): L1 on XYZ where the
+    body is visible plus BCE on visibility."""
+    vis = label[:, 3:4]
+    xyz = _per_sample((raw[:, :3] - label[:, :3]).abs(), vis)
+    return xyz + _per_sample(_bce(raw[:, 3:4], vis))
+
+
+def flow_loss(flows: list[Tensor], truth: Tensor) -> Tensor:
+    """flows: each level's (B, V, 2, h, w) flow in pixels of its size; truth (B, V, 3, S, S): the
+    correspondence flow in pixels of S and where it is valid. L1 in each level's pixels, mean over
+    levels: coarse levels learn where the body parts are, fine ones where each pixel goes. -> (B,)"""
+    b, v, _, s, _ = truth.shape
+    t = truth.flatten(0, 1)
+    total = truth.new_zeros(b)
+    for flow in flows:
+        h = flow.shape[-1]
+        k = s // h
+        valid = F.avg_pool2d(t[:, 2:3], k) if k > 1 else t[:, 2:3]
+        target = (F.avg_pool2d(t[:, :2], k) if k > 1 else t[:, :2]) / valid.clamp_min(_EPS) / k
+        err = (flow.flatten(0, 1).float() - target).abs().sum(1, keepdim=True)
+        mask = (valid > 0.5).float()
+        per_view = (err * mask).flatten(1).sum(1).view(b, v)
+        count = mask.flatten(1).sum(1).view(b, v)
+        total = total + per_view.sum(1) / (count.sum(1) + _EPS)
+    return total / max(len(flows), 1)
+
+
+def _over_white(rgba: Tensor) -> Tensor:
+    return rgba[:, :3] + (1 - rgba[:, 3:4])
+
+
+def ssim_map(x: Tensor, y: Tensor, window: int = 7) -> Tensor:
+    """Structural similarity (Wang et al. 2004) with a uniform window, per pixel: (N, C, H, W)."""
+    pad = window // 2
+    mu = lambda t: F.avg_pool2d(F.pad(t, [pad] * 4, mode="replicate"), window, 1)  # noqa: E731
+    mx, my = mu(x), mu(y)
+    sxx, syy, sxy = mu(x * x) - mx * mx, mu(y * y) - my * my, mu(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+
+
+def training_loss(weights: LossWeights, out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Every term per sample (B,) and their weighted sum "total"; `out` holds the model's outputs
+    (see `conr.training.step.forward`)."""
+    rgba, truth = out["rgba"].float(), batch["target_rgba"]
+    terms: dict[str, Tensor] = {}
+    terms["rgba"] = _per_sample((rgba - truth).abs())
+    terms["alpha"] = _per_sample(_bce(rgba[:, 3:4], truth[:, 3:4]))
+    b, v = batch["sheet_udp"].shape[:2]
+    sheet = parser_loss(out["sheet_udp"].float(), batch["sheet_udp"].flatten(0, 1)).view(b, v).mean(1)
+    terms["parser"] = sheet
+    if "target_udp" in out:
+        terms["parser"] = sheet + parser_loss(out["target_udp"].float(), batch["target_udp"])
+    terms["flow"] = flow_loss(out["flows"], batch["flow"]) if "flow" in batch else torch.zeros_like(sheet)
+    terms["warp"] = _per_sample((out["warped"].float() - truth).abs())
+    if weights.ssim > 0:
+        terms["ssim"] = 1 - _per_sample(ssim_map(_over_white(rgba), _over_white(truth)))
+    total = sum(getattr(weights, k) * t for k, t in terms.items())
+    terms = {k: t.mean() for k, t in terms.items()}
+    terms["total"] = total.mean()  # type: ignore[union-attr]
+    return terms
