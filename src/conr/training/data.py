@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -101,19 +103,54 @@ def read_data(folders: Sequence[str | Path]) -> list[Character]:
     return chars
 
 
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def _png_size(path: Path, what: str) -> tuple[int, int]:
+    """(height, width) of an 8- or 16-bit RGBA PNG, from its header; its end marker proves it whole."""
+    if not path.is_file():
+        raise ConrError(f"{what} is missing", path, "regenerate the data folder")
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 26:
+        raise ConrError(f"{what} is not a PNG file", path, "regenerate the data folder")
+    if data.rfind(_PNG_END) < 0:
+        raise ConrError(f"{what} is truncated (its PNG end marker is missing)", path, "regenerate the data folder")
+    if data[25] != 6:  # colour type 6: RGBA
+        raise ConrError(f"{what} is not an RGBA PNG", path, "training images need an alpha channel")
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+
+
+def _udp_shape(path: Path) -> tuple[int, ...]:
+    """The shape of a UDP .npz's array 'i', from its header (the data is not inflated)."""
+    if path.suffix.lower() != ".npz":
+        return read_udp(path).shape
+    if not path.is_file():
+        raise ConrError("UDP frame is missing", path, "regenerate the data folder")
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open("i.npy") as f:
+            version = np.lib.format.read_magic(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(f))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError) as err:
+        raise ConrError(f"UDP frame is corrupt or truncated ({err})", path, "regenerate the data folder") from None
+    if len(shape) != 3 or shape[2] != 4 or dtype.kind != "f":
+        raise ConrError(f"UDP frame has shape {shape} and dtype {dtype}; expected float (H, W, 4)", path,
+                        "regenerate the data folder")
+    return shape
+
+
 def check_files(characters: Sequence[Character], log=None) -> None:
-    """Read every file once so that a missing, truncated or mis-shaped one stops the run by name
-    before the first step."""
-    items = [(img, udp) for c in characters for pair in (c.sheet + tuple((t, u) for u, t in c.frames))
-             for img, udp in [pair]]
-    for n, (img, udp) in enumerate(items):
-        rgba = read_rgba(img, what="training image")
-        label = read_udp(udp)
-        if rgba.shape[:2] != label.shape[:2]:
-            raise ConrError(f"image is {rgba.shape[1]}x{rgba.shape[0]} but its UDP {udp.name} is "
-                            f"{label.shape[1]}x{label.shape[0]}", img, "regenerate the data folder")
+    """Check every file's header (present, whole, of the right shape) so that a bad one stops the
+    run by name before the first step, without decoding thousands of images."""
+    pairs = [pair for c in characters for pair in c.sheet + tuple((t, u) for u, t in c.frames)]
+    for n, (img, udp) in enumerate(pairs):
+        h, w = _png_size(img, "training image")
+        shape = _udp_shape(udp)
+        if (h, w) != tuple(shape[:2]):
+            raise ConrError(f"image is {w}x{h} but its UDP {udp.name} is {shape[1]}x{shape[0]}", img,
+                            "regenerate the data folder")
         if log is not None:
-            log(n + 1, len(items))
+            log(n + 1, len(pairs))
 
 
 def split_characters(characters: Sequence[Character], validation: int) -> tuple[list[Character], list[Character]]:
@@ -231,6 +268,9 @@ class SampleSet(Dataset):
             "target_rgba": to_unit(rgba),
         }
         if self.flow:
+            # FLANN's k-d tree draws its splits from OpenCV's random generator: seeded here, the flow is
+            # a function of the key like the rest of the sample (resumed and distributed runs rely on it).
+            cv2.setRNGSeed(0 if key.seed is None else key.seed % 2**31)
             sample["flow"] = correspondence_flow(sample["target_udp"], sample["sheet_udp"])
         return sample
 

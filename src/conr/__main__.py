@@ -1,0 +1,5 @@
+"""`python -m conr`: the same command as `conr` (torchrun starts it this way)."""
+
+from conr.cli import main
+
+raise SystemExit(main())
