@@ -155,7 +155,8 @@ class Renderer:
                             hint="use 256 (as trained), 384 or 512")
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str | torch.device = "auto", **kw) -> "Renderer":
+    def from_weights(cls, path: str | Path | None = None, device: str | torch.device = "auto", **kw) -> "Renderer":
+        """The model of `path` (see conr.weights.load_model), or the bundled one when it is None."""
         from conr.weights import load_model
 
         return cls(load_model(path), device=device, **kw)

@@ -100,6 +100,8 @@ def build_model(cfg: CoNRConfig, sds: StateDicts, source: Path) -> CoNR:
         if sd is None:
             raise ConrError(f"no weights for part {part!r}", source)
         check_state_dict(module, sd, source)
+        # Weights may be stored in half precision (the bundled model is); the model runs in float32.
+        sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
         module.load_state_dict(sd, strict=True, assign=True)
     return model.eval()
 
@@ -152,11 +154,14 @@ def read_safetensors(path: str | Path) -> tuple[CoNRConfig, StateDicts]:
 
 
 RUN_WEIGHTS = "model.safetensors"
+# The model that ships inside the package (trained by `conr train`; its card is in the file's metadata).
+BUNDLED = Path(__file__).parent / "assets" / "conr-small-128.safetensors"
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> CoNR:
-    """Load either weight format; the original folder implies the `official` architecture."""
-    path = Path(path)
+def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> CoNR:
+    """Load either weight format (the bundled model when no path is given); the original folder
+    implies the `official` architecture."""
+    path = BUNDLED if path is None else Path(path)
     if path.is_dir() and (path / RUN_WEIGHTS).is_file():
         path = path / RUN_WEIGHTS  # a `conr train` run folder: its newest weights
     if path.is_dir():

@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or RGBA pose images")
     p.add_argument("--pose-kind", choices=["auto", "udp", "image"], default="auto",
                    help="what the pose frames are (default: from the extension and PNG bit depth)")
-    p.add_argument("--weights", required=True, metavar="PATH",
-                   help="the original release's folder of four .pth files, or a .safetensors file")
+    p.add_argument("--weights", metavar="PATH",
+                   help="the original release's folder of four .pth files, a .safetensors file or a `conr train` "
+                        "run folder (default: the model bundled with conr, 128 px)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the RGBA PNG frames")
     p.add_argument("--video", metavar="FILE", help="also encode the frames: .mp4, .webm, .mov or .gif")
     p.add_argument("--fps", type=float, default=30.0, help="video frame rate (default 30)")
@@ -91,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if resolve_device(args.device).type == "cpu":
         keep_freed_memory()
+    if args.weights is None:
+        from conr.weights import BUNDLED
+
+        print(f"weights: the bundled model ({BUNDLED.name}); pass --weights for others", file=sys.stderr)
     renderer = Renderer.from_weights(args.weights, device=args.device, precision=args.precision, size=args.size)
     sheet = renderer.load_sheet(sheet_paths)
     renderer.check_poses(tqdm(todo, desc="checking poses", unit="file", disable=not progress, leave=False))

@@ -15,9 +15,9 @@ _OPTIONS = {
     "size": (int, "network resolution, a multiple of 128 (default 128)"),
     "steps": (int, "optimiser steps in all (default 20000); with --resume it may be raised"),
     "batch_size": (int, "global batch, split over torchrun's processes (default 4)"),
-    "lr": (float, "peak learning rate of AdamW (default 2e-4)"),
+    "lr": (float, "peak learning rate of AdamW (default 3e-4)"),
     "weight_decay": (float, "AdamW weight decay (default 1e-4)"),
-    "warmup": (int, "steps of linear warm-up before the cosine decay (default 500)"),
+    "warmup": (int, "steps of linear warm-up before the cosine decay (default 200)"),
     "clip": (float, "gradient norm clipping (default 1.0)"),
     "val_characters": (int, "characters held out for validation grids and losses (default 4)"),
     "seed": (int, "seed of the initial weights and of every random choice of the data (default 0)"),
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, (kind, text) in _OPTIONS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
     p.add_argument("--views", default=None, help="sheet views per sample, MIN:MAX drawn per step (default 2:4)")
-    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    p.add_argument("--device", default=None, help="auto (default: CUDA if present, else the CPU), cpu or cuda")
     p.add_argument("--no-jitter", action="store_true", help="no random crops (the same crops as rendering)")
     for name in _LOSSES:
         p.add_argument(f"--loss-{name}", type=float, default=None, help=f"weight of the {name} loss term")

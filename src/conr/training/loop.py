@@ -44,9 +44,9 @@ class TrainConfig:
     size: int = 128
     steps: int = 20000
     batch_size: int = 4  # global: split over the processes
-    lr: float = 2e-4
+    lr: float = 3e-4
     weight_decay: float = 1e-4
-    warmup: int = 500
+    warmup: int = 200
     min_lr: float = 0.05  # the cosine ends at this fraction of lr
     clip: float = 1.0
     views: tuple[int, int] = (2, 4)  # sheet views per sample, drawn per step
