@@ -37,6 +37,10 @@ def test_the_bundled_model_beats_copy_on_a_held_out_character(tmp_path):
     assert model["right_pixels"] > copy["right_pixels"], report
     assert model["l1_inside"] < copy["l1_inside"], report
     assert model["ssim"] > copy["ssim"], report
+    # Pose images (image mode): the bundled parser predicts their UDP
+    image = result["overall"]["model_image"]
+    assert image["right_pixels"] > copy["right_pixels"], f"{report}\nimage mode {image}"
+    assert result["parser"]["visibility_iou"] > 0.85, result["parser"]
 
 
 @pytest.mark.slow

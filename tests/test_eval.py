@@ -161,8 +161,9 @@ def test_cli_with_model(data_dir, tiny_weights, tmp_path, capsys):
             "--max-frames", "1", "--json", str(out), "--quiet"]
     assert main(argv) == 0
     result = json.loads(out.read_text())
-    assert list(result["overall"]) == ["model", *BASELINE_NAMES]
-    assert set(result["overall"]["model"]) == set(METRICS)
+    assert list(result["overall"]) == ["model", "model_image", *BASELINE_NAMES]
+    assert set(result["overall"]["model"]) == set(METRICS) == set(result["overall"]["model_image"])
+    assert 0 <= result["parser"]["visibility_iou"] <= 1 and result["parser"]["udp_l1"] >= 0
     assert result["weights"] == str(tiny_weights) and result["frames"] == 1
     assert any(line.startswith("model ") for line in capsys.readouterr().out.splitlines())
 
@@ -177,3 +178,18 @@ def test_cli_missing_data_folder(tmp_path, capsys):
 def test_cli_needs_weights_or_no_model(data_dir, capsys):
     assert main(["eval", "--data", str(data_dir)]) == 2
     assert "--weights" in capsys.readouterr().err
+
+
+def test_parser_metrics_exact_answers():
+    from conr.training.metrics import parser_metrics
+
+    truth = torch.zeros(1, 4, 8, 8)
+    truth[:, :, 2:6, 2:6] = 0.5
+    truth[:, 3, 2:6, 2:6] = 1.0
+    same = parser_metrics(truth, truth)
+    assert same["udp_l1"].item() == 0 and same["visibility_iou"].item() == 1
+    shifted = truth.clone()
+    shifted[:, :3] += 0.1  # XYZ off by 0.1; visible area half covered
+    shifted[:, 3, 2:6, 2:4] = 0
+    m = parser_metrics(shifted, truth)
+    assert m["udp_l1"].item() == pytest.approx(0.1) and m["visibility_iou"].item() == pytest.approx(0.5)

@@ -18,7 +18,7 @@ from conr.errors import ConrError
 from conr.models import CharacterSheet, CoNR
 from conr.training.baselines import BASELINES
 from conr.training.data import Character, SampleKey, SampleSet
-from conr.training.metrics import HIGHER_IS_BETTER, METRICS, frame_metrics
+from conr.training.metrics import HIGHER_IS_BETTER, METRICS, frame_metrics, parser_metrics
 
 
 def _pick(n: int, max_frames: int | None) -> list[int]:
@@ -54,6 +54,16 @@ def _render(model: CoNR, sheet: CharacterSheet, batch: list[dict[str, torch.Tens
     return model.render(sheet, CoNR.target_input(udp, alpha)).float().cpu()
 
 
+@torch.inference_mode()
+def _render_images(model: CoNR, sheet: CharacterSheet, batch: list[dict[str, torch.Tensor]],
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image mode: the true target images go through the UDP parser, whose UDP poses the render.
+    Returns the frames and the parsed UDP, (B, 4, S, S) each, on the CPU."""
+    images = torch.stack([s["target_rgba"][:3] for s in batch]).to(device)  # premultiplied RGB
+    udp = model.parse_pose(images)
+    return model.render(sheet, CoNR.target_input(udp)).float().cpu(), udp.float().cpu()
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values))
 
@@ -63,7 +73,8 @@ def evaluate(model: CoNR | None, characters: Sequence[Character], size: int, vie
              batch_size: int = 8, *, data: Sequence[str] = (), weights: str | None = None) -> dict:
     """Metrics of `model` (if given) and of every baseline on the characters' frames.
 
-    Returns {"size", "views", "data", "weights", "frames", "characters",
+    Returns {"size", "views", "data", "weights", "frames", "characters", "parser" (the UDP parser on the
+    target images: udp_l1, visibility_iou; None without a model),
     "overall": {method: {metric: mean over frames}}, "per_character": {name: {method: {metric: ...}}}}.
     `data` and `weights` are only recorded, to say where the numbers came from.
     """
@@ -74,7 +85,7 @@ def evaluate(model: CoNR | None, characters: Sequence[Character], size: int, vie
     device = torch.device(device)
     if model is not None:
         model = model.eval().to(device)
-    methods = (["model"] if model is not None else []) + list(BASELINES)
+    methods = (["model", "model_image"] if model is not None else []) + list(BASELINES)
 
     by_char: dict[int, list[int]] = defaultdict(list)  # character -> positions in ds.items
     for pos in _pick(len(ds.items), max_frames):
@@ -83,6 +94,7 @@ def evaluate(model: CoNR | None, characters: Sequence[Character], size: int, vie
     scores: dict[int, dict[str, dict[str, list[float]]]] = {
         c: {m: {k: [] for k in METRICS} for m in methods} for c in by_char}
 
+    parser_scores: dict[str, list[float]] = {"udp_l1": [], "visibility_iou": []}
     bar = tqdm(total=sum(map(len, by_char.values())), desc="evaluating", unit="frame", disable=not progress,
                file=sys.stderr)
     for c, positions in by_char.items():
@@ -95,6 +107,10 @@ def evaluate(model: CoNR | None, characters: Sequence[Character], size: int, vie
                 if sheet is None:
                     sheet = _encode(model, batch[0], device)
                 preds["model"] = _render(model, sheet, batch, device)
+                preds["model_image"], parsed = _render_images(model, sheet, batch, device)
+                udp_truth = torch.stack([s["target_udp"] for s in batch])
+                for metric, values in parser_metrics(parsed, udp_truth).items():
+                    parser_scores[metric].extend(values.tolist())
             for name, pred in preds.items():
                 for metric, values in frame_metrics(pred, truth).items():
                     scores[c][name][metric].extend(values.tolist())
@@ -109,6 +125,7 @@ def evaluate(model: CoNR | None, characters: Sequence[Character], size: int, vie
         "frames": sum(map(len, by_char.values())), "characters": len(by_char),
         "overall": summary(list(scores.values())),
         "per_character": {characters[c].name: summary([scores[c]]) for c in by_char},
+        "parser": {k: _mean(v) for k, v in parser_scores.items()} if model is not None else None,
     }
 
 
@@ -122,6 +139,11 @@ def format_table(result: dict) -> str:
              f"{result['views']} views", "", f"{'method':<{width}}{head}"]
     for m in methods:
         lines.append(f"{m:<{width}}" + "".join(f"{result['overall'][m][k]:>14.4f}" for k in METRICS))
+    if result.get("parser"):
+        p = result["parser"]
+        lines += ["", "model: UDP from the true UDP frames; model_image: UDP parsed from the true target images",
+                  f"UDP parser on the target images: XYZ L1 {p['udp_l1']:.4f} where visible, "
+                  f"visibility IoU {p['visibility_iou']:.4f}"]
 
     lines += ["", "per character: right_pixels↑ / l1_inside↓"]
     name_w = max(len(n) for n in result["per_character"]) + 2

@@ -71,3 +71,14 @@ def frame_metrics(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
         "l1_inside": (err.mean(1) * inside).flatten(1).sum(1) / n_inside,
         "right_pixels": (right * inside).flatten(1).sum(1) / n_inside,
     }
+
+
+def parser_metrics(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
+    """The UDP parser's prediction against the true UDP, both (B, 4, S, S) (XYZ times visibility,
+    visibility): L1 of XYZ where the body is truly visible, and the IoU of the visible areas."""
+    vis_t = truth[:, 3] > SILHOUETTE
+    vis_p = pred[:, 3] > SILHOUETTE
+    err = (pred[:, :3] - truth[:, :3]).abs().mean(1)
+    l1 = (err * vis_t).flatten(1).sum(1) / vis_t.flatten(1).sum(1).clamp_min(1)
+    iou = (vis_t & vis_p).flatten(1).sum(1) / (vis_t | vis_p).flatten(1).sum(1).clamp_min(1)
+    return {"udp_l1": l1, "visibility_iou": iou.float()}
