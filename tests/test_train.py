@@ -368,3 +368,18 @@ def test_ctrl_c_saves_the_step_reached_and_resume_continues(data, tmp_path):
                   "--sample-every", "1000") == 0
     assert _metadata(run)["step"] == str(reached + 1)
     assert [r["step"] for r in _metric_rows(run)] == [str(s) for s in range(1, reached + 2)]
+
+
+def test_few_characters_train_on_all_and_grids_show_training_characters(data, tmp_path):
+    """Under 20 characters nothing is held out by default (a single `conr poses` model must train):
+    the grids and their metrics rows then show training characters, and say so."""
+    run = tmp_path / "few"
+    i = ARGS.index("--val-characters")
+    args = ARGS[:i] + ARGS[i + 2:]
+    assert main(["train", "--data", str(data), "--out", str(run), *args, "--steps", "2", "--sample-every", "2"]) == 0
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["characters"] == {"train": 3, "validation": []}
+    assert (run / "samples" / "step_00000002.png").is_file()
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert any(r.get("fixed_train/total") for r in rows) and not any(r.get("val/total") for r in rows)

@@ -19,7 +19,7 @@ _OPTIONS = {
     "weight_decay": (float, "AdamW weight decay (default 1e-4)"),
     "warmup": (int, "steps of linear warm-up before the cosine decay (default 200)"),
     "clip": (float, "gradient norm clipping (default 1.0)"),
-    "val_characters": (int, "characters held out for validation grids and losses (default 4)"),
+    "val_characters": (int, "characters held out for validation grids and losses (default 4; fewer, down to 0, for under 20 characters)"),
     "seed": (int, "seed of the initial weights and of every random choice of the data (default 0)"),
     "workers": (int, "DataLoader worker processes (default 1)"),
     "log_every": (int, "steps between metrics rows (default 10)"),

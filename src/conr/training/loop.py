@@ -50,7 +50,7 @@ class TrainConfig:
     min_lr: float = 0.05  # the cosine ends at this fraction of lr
     clip: float = 1.0
     views: tuple[int, int] = (2, 4)  # sheet views per sample, drawn per step
-    val_characters: int = 4
+    val_characters: int | None = None  # None: 4, or fewer when the data has under 20 characters
     seed: int = 0
     workers: int = 1
     log_every: int = 10
@@ -178,7 +178,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         raise ConrError(f"--size {cfg.size} is not a multiple of 128", hint="use 128 or 256")
 
     characters = read_data(cfg.data)
-    train_chars, val_chars = split_characters(characters, cfg.val_characters)
+    held = cfg.val_characters if cfg.val_characters is not None else min(4, len(characters) // 5)
+    train_chars, val_chars = split_characters(characters, held)
     if ddp.main:
         log(f"data: {len(characters)} characters ({len(train_chars)} to train on, {len(val_chars)} held out for "
             f"validation), {sum(len(c.frames) for c in train_chars)} training frames; checking the files")
@@ -221,7 +222,9 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.workers, collate_fn=_collate,
                         worker_init_fn=_worker_init, persistent_workers=False,
                         prefetch_factor=4 if cfg.workers else None, pin_memory=device.type == "cuda")
-    val_batch = _validation_batch(val_chars, cfg.size, views[1]) if ddp.main and val_chars else None
+    # With no held-out characters (a single `conr poses` model, say) the grids show training characters.
+    val_batch = _validation_batch(val_chars or train_chars, cfg.size, views[1]) if ddp.main else None
+    val_tag = "val" if val_chars else "fixed_train"
     metrics = MetricsLog(out, start if resume else None) if ddp.main else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
@@ -286,7 +289,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
             if ddp.main and val_batch is not None and (step % cfg.sample_every == 0 or step == cfg.steps):
                 val = _validate(model, val_batch, cfg.losses, device, autocast, out / "samples" / f"step_{step:08d}.png")
                 assert metrics is not None
-                metrics.write(step, {f"val/{k}": v for k, v in val.items()})
+                metrics.write(step, {f"{val_tag}/{k}": v for k, v in val.items()})
             if step % cfg.save_every == 0 or step == cfg.steps:
                 if ddp.main:
                     checkpoint.save(out, model, opt, step, {**meta_run, "step": step})
