@@ -156,6 +156,17 @@ def _check_png_complete(data: bytes, path: Path) -> None:
                         hint="the file was cut short while copying or saving: save or copy it again")
 
 
+def read_png_header(path: str | Path, what: str = "image") -> tuple[int, int, int]:
+    """(height, width, colour type) of a PNG, from its header, once its end marker shows the file is
+    whole; no pixel is decoded."""
+    path, data = _read_bytes(path, what)
+    size = _header_size(data) if data[:8] == _PNG_SIG and len(data) > 25 else None
+    if size is None:
+        raise ConrError(f"{what} is not a PNG file", path=path, hint="save it as a PNG")
+    _check_png_complete(data, path)
+    return size[0], size[1], data[25]
+
+
 def read_image_size(path: str | Path) -> tuple[int, int]:
     """(height, width) read from the file header, without decoding pixels.
 
@@ -402,6 +413,7 @@ __all__ = [
     "natural_key",
     "natural_sorted",
     "read_image_size",
+    "read_png_header",
     "read_rgba",
     "read_udp",
     "atomic_path",

@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from conr.errors import ConrError
-from conr.io import read_rgba, read_udp
+from conr.io import read_png_header, read_rgba, read_udp
 from conr.preprocess import Crop, prepare_image, prepare_udp, premultiply, apply_crop, square_crop, to_unit
 from conr.training.correspondence import correspondence_flow
 
@@ -103,21 +102,12 @@ def read_data(folders: Sequence[str | Path]) -> list[Character]:
     return chars
 
 
-_PNG_END = b"IEND\xaeB`\x82"
-
-
 def _png_size(path: Path, what: str) -> tuple[int, int]:
-    """(height, width) of an 8- or 16-bit RGBA PNG, from its header; its end marker proves it whole."""
-    if not path.is_file():
-        raise ConrError(f"{what} is missing", path, "regenerate the data folder")
-    data = path.read_bytes()
-    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 26:
-        raise ConrError(f"{what} is not a PNG file", path, "regenerate the data folder")
-    if data.rfind(_PNG_END) < 0:
-        raise ConrError(f"{what} is truncated (its PNG end marker is missing)", path, "regenerate the data folder")
-    if data[25] != 6:  # colour type 6: RGBA
+    """(height, width) of a whole RGBA PNG, from its header."""
+    h, w, colour = read_png_header(path, what)
+    if colour != 6:  # colour type 6: RGBA
         raise ConrError(f"{what} is not an RGBA PNG", path, "training images need an alpha channel")
-    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    return h, w
 
 
 def _udp_shape(path: Path) -> tuple[int, ...]:
@@ -268,9 +258,6 @@ class SampleSet(Dataset):
             "target_rgba": to_unit(rgba),
         }
         if self.flow:
-            # FLANN's k-d tree draws its splits from OpenCV's random generator: seeded here, the flow is
-            # a function of the key like the rest of the sample (resumed and distributed runs rely on it).
-            cv2.setRNGSeed(0 if key.seed is None else key.seed % 2**31)
             sample["flow"] = correspondence_flow(sample["target_udp"], sample["sheet_udp"])
         return sample
 

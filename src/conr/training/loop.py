@@ -86,9 +86,8 @@ class _Objective(nn.Module):
         super().__init__()
         self.model, self.weights = model, weights
 
-    def forward(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
-        out = forward(self.model, batch)
-        return training_loss(self.weights, out, batch), out["rgba"]  # type: ignore[return-value]
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return training_loss(self.weights, forward(self.model, batch), batch)
 
 
 @dataclass
@@ -146,19 +145,18 @@ def trainable(model: CoNR) -> list[nn.Parameter]:
     return params
 
 
-def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
-    """Check the output folder; on resume, the saved options are the run's (the step count may grow)."""
+def prepare_run(cfg: TrainConfig, resume: bool) -> None:
+    """Check the output folder: a new run needs an empty one, a resumed run its run.json and a checkpoint."""
     out = Path(cfg.out)
     run_file = out / RUN_FILE
     if resume:
         if not run_file.is_file() or checkpoint.latest(out) is None:
             raise ConrError("nothing to resume: no run.json or no checkpoint in this folder", out,
                             "start the run without --resume")
-        return cfg
+        return
     if out.exists() and any(out.iterdir()):
         raise ConrError("the run folder already holds a run", out,
                         "continue it with --resume, or choose a new --out folder")
-    return cfg
 
 
 def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
@@ -248,7 +246,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
             for g in opt.param_groups:
                 g["lr"] = lr
             with autocast:
-                terms, _ = objective(batch)
+                terms = objective(batch)
             loss = terms["total"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -268,14 +266,15 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
             updating = False
             samples_done += cfg.batch_size
             window.append({**{f"loss/{k}": float(v.detach()) for k, v in terms.items()}, "grad_norm": float(grad_norm)})
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            log_now = step % cfg.log_every == 0 or step == cfg.steps
+            if log_now:
                 values = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 if ddp.world_size > 1:  # the losses of the global batch, not of this process's share
                     mean = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
                     dist.all_reduce(mean)
                     values = dict(zip(values, (mean / ddp.world_size).tolist()))
                 window = []
-            if ddp.main and (step % cfg.log_every == 0 or step == cfg.steps):
+            if ddp.main and log_now:
                 elapsed = time.perf_counter() - t0
                 values.update({"lr": lr, "samples_per_s": samples_done / elapsed})
                 assert metrics is not None

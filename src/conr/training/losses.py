@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from conr.training.metrics import over_white
+
 _EPS = 1e-6
 
 
@@ -68,10 +70,6 @@ def flow_loss(flows: list[Tensor], truth: Tensor) -> Tensor:
     return total / max(len(flows), 1)
 
 
-def _over_white(rgba: Tensor) -> Tensor:
-    return rgba[:, :3] + (1 - rgba[:, 3:4])
-
-
 def ssim_map(x: Tensor, y: Tensor, window: int = 7) -> Tensor:
     """Structural similarity (Wang et al. 2004) with a uniform window, per pixel: (N, C, H, W)."""
     pad = window // 2
@@ -97,7 +95,7 @@ def training_loss(weights: LossWeights, out: dict[str, Tensor], batch: dict[str,
     terms["flow"] = flow_loss(out["flows"], batch["flow"]) if "flow" in batch else torch.zeros_like(sheet)
     terms["warp"] = _per_sample((out["warped"].float() - truth).abs())
     if weights.ssim > 0:
-        terms["ssim"] = 1 - _per_sample(ssim_map(_over_white(rgba), _over_white(truth)))
+        terms["ssim"] = 1 - _per_sample(ssim_map(over_white(rgba), over_white(truth)))
     total = sum(getattr(weights, k) * t for k, t in terms.items())
     terms = {k: t.mean() for k, t in terms.items()}
     terms["total"] = total.mean()  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from conr.io import atomic_write_bytes, atomic_write_png
+from conr.training.metrics import over_white
 
 CSV_NAME = "metrics.csv"
 
@@ -50,9 +51,9 @@ class MetricsLog:
         self.tb.close()
 
 
-def _over_white(rgba: Tensor) -> np.ndarray:
+def _tile(rgba: Tensor) -> np.ndarray:
     """(4, H, W) premultiplied RGBA in [0, 1] -> (H, W, 3) uint8 over white."""
-    rgb = rgba[:3] + (1 - rgba[3:4])
+    rgb = over_white(rgba[None])[0]
     return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
@@ -63,10 +64,10 @@ def sample_grid(batch: Mapping[str, Tensor], rgba: Tensor) -> np.ndarray:
     for i in range(rgba.shape[0]):
         views = batch["sheet_rgb"][i]
         alpha = batch["sheet_alpha"][i]
-        tiles = [_over_white(torch.cat([views[k], alpha[k]])) for k in range(views.shape[0])]
+        tiles = [_tile(torch.cat([views[k], alpha[k]])) for k in range(views.shape[0])]
         udp = batch["target_udp"][i]
         tiles.append((udp[:3] * udp[3:4] * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
-        tiles += [_over_white(rgba[i].float()), _over_white(batch["target_rgba"][i])]
+        tiles += [_tile(rgba[i].float()), _tile(batch["target_rgba"][i])]
         rows.append(np.concatenate(tiles, axis=1))
     grid = np.concatenate(rows, axis=0)
     return np.concatenate([grid, np.full(grid.shape[:2] + (1,), 255, np.uint8)], axis=2)
