@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 import struct
+import tracemalloc
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -13,6 +18,7 @@ import pytest
 from conr.errors import ConrError
 from conr.io import (
     MAX_IMAGE_SIDE,
+    atomic_dir,
     atomic_write_png,
     list_inputs,
     natural_key,
@@ -257,6 +263,127 @@ def test_read_udp_unknown_extension(tmp_path):
 
 def test_read_udp_missing_file(tmp_path):
     _raises(lambda: read_udp(tmp_path / "gone.npz"), "gone.npz", "does not exist")
+
+
+# ---------------------------------------------------------------- .npy headers that lie
+
+
+def _npy_header(shape: tuple, descr: object = "<f4", version: int = 1) -> bytes:
+    """An NPY header as numpy writes it; version 3 is version 2 with another version byte."""
+    buf = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    if version == 1:
+        np.lib.format.write_array_header_1_0(buf, header)
+    else:
+        np.lib.format.write_array_header_2_0(buf, header)
+    data = bytearray(buf.getvalue())
+    data[6] = version
+    return bytes(data)
+
+
+def _npz_member(path: Path, npy: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("i.npy", npy)
+    return path
+
+
+def _raises_small(fn, *words: str) -> ConrError:
+    """ConrError raised without allocating what the file announces (numpy allocations are traced)."""
+    tracemalloc.start()
+    try:
+        err = _raises(fn, *words)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"{peak} bytes allocated"
+    return err
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_read_udp_npz_refuses_huge_announced_shape(tmp_path, version):
+    path = _npz_member(tmp_path / "huge.npz", _npy_header((100000, 100000, 4), version=version) + b"\0" * 64)
+    _raises_small(lambda: read_udp(path), "huge.npz", "(100000, 100000, 4)", "float32", "8192 pixels a side")
+
+
+def test_read_udp_npz_refuses_announced_bytes_over_cap(tmp_path):
+    # sides within the limit, but 8192 * 8192 * 4 complex128 is 4 GiB: twice a float64 frame
+    path = _npz_member(tmp_path / "wide.npz", _npy_header((8192, 8192, 4), "<c16") + b"\0" * 64)
+    _raises_small(lambda: read_udp(path), "wide.npz", "(8192, 8192, 4)", "4.0 gib")
+    flat = _npz_member(tmp_path / "flat.npz", _npy_header((10**12,)) + b"\0" * 64)
+    _raises_small(lambda: read_udp(flat), "flat.npz", "(1000000000000,)", "gib")
+
+
+def test_read_udp_npz_header_checks_dtype(tmp_path):
+    pickled = _npz_member(tmp_path / "obj.npz", _npy_header((6, 5, 4), "|O") + b"\0" * 64)
+    _raises(lambda: read_udp(pickled), "obj.npz", "pickled python objects")
+    fields = _npz_member(tmp_path / "rec.npz", _npy_header((6, 5), [("x", "<f4"), ("y", "<f4")]) + b"\0" * 64)
+    _raises(lambda: read_udp(fields), "rec.npz", "structured dtype")
+
+
+def test_read_udp_npz_unreadable_headers(tmp_path):
+    bad_magic = _npz_member(tmp_path / "magic.npz", b"NOTNUMPY" + b"\0" * 64)
+    _raises(lambda: read_udp(bad_magic), "magic.npz", "corrupt", "unreadable header")
+    garbage = _npz_member(tmp_path / "garbage.npz", b"\x93NUMPY\x01\x00" + struct.pack("<H", 16) + b"{not python}   \n")
+    _raises(lambda: read_udp(garbage), "garbage.npz", "corrupt", "unreadable header")
+    future = _npz_member(tmp_path / "v9.npz", b"\x93NUMPY\x09\x00" + b"\0" * 64)
+    _raises(lambda: read_udp(future), "v9.npz", "unreadable header", "version 9.0")
+    # a version-2 header may state its length in 4 bytes: 4 GiB is never read in
+    long = _npz_member(tmp_path / "long.npz", b"\x93NUMPY\x02\x00" + struct.pack("<I", 2**32 - 1) + b" " * 20000)
+    _raises_small(lambda: read_udp(long), "long.npz", "corrupt", "unreadable header")
+
+
+def test_read_udp_npz_version_3_still_loads(tmp_path):
+    udp = _udp()
+    path = _npz_member(tmp_path / "v3.npz", _npy_header(udp.shape, version=3) + udp.tobytes())
+    np.testing.assert_array_equal(read_udp(path), udp)
+
+
+def test_read_udp_npz_short_data_is_corrupt(tmp_path):
+    path = _npz_member(tmp_path / "short.npz", _npy_header((64, 64, 4)) + b"\0" * 64)
+    _raises(lambda: read_udp(path), "short.npz", "corrupt")
+
+
+def test_render_cli_refuses_huge_announced_pose(capsys, sheets, udp_poses, tiny_weights, tmp_path):
+    from conr.cli import main
+
+    _npz_member(udp_poses / "1.npz", _npy_header((100000, 100000, 4)) + b"\0" * 64)
+    out = tmp_path / "o"
+    code = main(["render", "--sheets", str(sheets), "--poses", str(udp_poses), "--weights", str(tiny_weights),
+                 "--out", str(out), "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "1.npz" in err and "(100000, 100000, 4)" in err and "8192" in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+# ---------------------------------------------------------------- output permissions
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path, umask_022):
+    atomic_write_png(tmp_path / "f.png", _sheet())
+    assert stat.S_IMODE((tmp_path / "f.png").stat().st_mode) == 0o644
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "x").write_bytes(b"x")
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+    assert os.umask(0o022) == 0o022, "the umask is restored after reading it"
+
+
+def test_atomic_outputs_follow_the_current_umask(tmp_path, umask_022):
+    os.umask(0o027)  # changed after import: read at write time, not cached
+    atomic_write_png(tmp_path / "f.png", _sheet())
+    assert stat.S_IMODE((tmp_path / "f.png").stat().st_mode) == 0o640
+    with atomic_dir(tmp_path / "out"):
+        pass
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o750
 
 
 def _write_exr(path, rgba):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from conr.io import atomic_dir, atomic_write_png, check_new_dir
+from conr.io import atomic_dir, check_new_dir
 
 # Seeds 900000 and above are never trained on: the demo shows a character the model has not seen.
 DEFAULT_SEED = 900001
@@ -34,8 +34,8 @@ def make_demo(out: str | Path, seed: int = DEFAULT_SEED, frames: int = 48, fps: 
     from tqdm import tqdm
 
     from conr.engine.synth import synthesize
+    from conr.outputs import encode_video, render_to_folder
     from conr.pipeline import Renderer, find_poses
-    from conr.video import VideoWriter
     from conr.weights import BUNDLED
 
     out = Path(out)
@@ -49,16 +49,11 @@ def make_demo(out: str | Path, seed: int = DEFAULT_SEED, frames: int = 48, fps: 
         char = tmp / "character" / "char_0000"
         sheet = renderer.load_sheet(char / "sheet")
         poses = find_poses(char / "udp")
-        written = []
-        for frame in tqdm(renderer.render(sheet, poses), total=len(poses), desc="rendering", unit="frame",
-                          disable=not progress):
-            path = tmp / "frames" / f"{frame.name}.png"
-            atomic_write_png(path, frame.rgba)
-            written.append((path, frame.rgba))
+        bar = tqdm(total=len(poses), desc="rendering", unit="frame", disable=not progress)
+        written = render_to_folder(renderer, sheet, poses, tmp / "frames", on_frame=lambda: bar.update(1))
+        bar.close()
         for name in ("demo.mp4", "demo.webm"):
-            with VideoWriter(tmp / name, fps=fps, premultiplied=True) as writer:
-                for _, rgba in written:
-                    writer.write(rgba)
+            encode_video(written, tmp / name, fps)
     char = out / "character" / "char_0000"
-    return DemoResult(out, char / "sheet", [out / "frames" / p.name for p, _ in written],
+    return DemoResult(out, char / "sheet", [out / "frames" / p.name for p in written],
                       [out / "demo.mp4", out / "demo.webm"])

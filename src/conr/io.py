@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import shutil
@@ -24,6 +25,9 @@ UDP_EXTS = {".npz", ".exr", ".png"}
 
 # largest .npy member accepted: a float64 (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE, 4) array plus its header
 _MAX_NPY_BYTES = 8 * 4 * MAX_IMAGE_SIDE**2 + 4096
+# numpy refuses headers over 10000 characters; reading a bounded prefix keeps a header that claims
+# gigabytes of length (version 2 and 3 store it in 4 bytes) from being read into memory
+_NPY_HEADER_PREFIX = 16 * 1024
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 # The IEND chunk is constant (empty data, fixed CRC): its absence means the file was cut short.
@@ -110,7 +114,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _header_size(data: bytes) -> tuple[int, int] | None:
+def header_size(data: bytes) -> tuple[int, int] | None:
     """(height, width) from the header of a PNG, JPEG, GIF, BMP or WebP; None if not one of them."""
     if data[:8] == _PNG_SIG and data[12:16] == b"IHDR" and len(data) >= 24:
         w, h = struct.unpack(">II", data[16:24])
@@ -160,7 +164,7 @@ def read_png_header(path: str | Path, what: str = "image") -> tuple[int, int, in
     """(height, width, colour type) of a PNG, from its header, once its end marker shows the file is
     whole; no pixel is decoded."""
     path, data = _read_bytes(path, what)
-    size = _header_size(data) if data[:8] == _PNG_SIG and len(data) > 25 else None
+    size = header_size(data) if data[:8] == _PNG_SIG and len(data) > 25 else None
     if size is None:
         raise ConrError(f"{what} is not a PNG file", path=path, hint="save it as a PNG")
     _check_png_complete(data, path)
@@ -174,7 +178,7 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
     are decoded, which OpenCV itself bounds at 2**30 pixels.
     """
     path, data = _read_bytes(path, "image")
-    size = _header_size(data)
+    size = header_size(data)
     if size is None:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None:
@@ -185,7 +189,7 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
 
 def _decode(data: bytes, path: Path, what: str) -> np.ndarray:
     """Decode with OpenCV after the size and truncation guards; BGR(A) order, as OpenCV gives it."""
-    size = _header_size(data)
+    size = header_size(data)
     if size is not None:
         _check_size(*size, path)  # before decoding: a tiny file can claim a huge image
     _check_png_complete(data, path)
@@ -240,20 +244,60 @@ def read_frame(path: str | Path) -> np.ndarray:
 # ---------------------------------------------------------------- UDP frames
 
 
+_NPZ_RESAVE = "re-save it with np.savez(path, i=array) where array is a float32 (H, W, 4) array"
+
+
+def _check_npy_header(zf: zipfile.ZipFile, path: Path) -> None:
+    """Refuse member i.npy on what its header announces, before np.load allocates that much:
+    a few bytes of data may announce a (100000, 100000, 4) array."""
+    with zf.open("i.npy") as f:
+        head = io.BytesIO(f.read(_NPY_HEADER_PREFIX))
+    try:
+        version = np.lib.format.read_magic(head)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unknown .npy format version {version[0]}.{version[1]}")
+        # 3.0 only differs from 2.0 by a UTF-8 header, which matters for field names alone (refused below)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(head)
+        if any(d < 0 for d in shape):
+            raise ValueError(f"negative size in shape {shape}")
+    except ValueError as e:
+        raise ConrError(f"UDP archive is corrupt: array 'i' has an unreadable header ({e})", path=path,
+                        hint=_NPZ_RESAVE) from None
+    if dtype.hasobject:
+        raise ConrError("UDP archive contains pickled Python objects, which are refused for safety "
+                        "(loading them could run arbitrary code)", path=path, hint=_NPZ_RESAVE)
+    if dtype.names is not None or dtype.subdtype is not None:
+        raise ConrError(f"UDP array 'i' has the structured dtype {dtype}; expected floating point",
+                        path=path, hint=_NPZ_RESAVE)
+    nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if len(shape) == 3 and max(shape[:2]) > MAX_IMAGE_SIDE:
+        over = f"{shape[1]}x{shape[0]} pixels, over the limit of {MAX_IMAGE_SIDE} pixels a side"
+    elif nbytes > _MAX_NPY_BYTES:
+        over = f"{nbytes / 2**30:.1f} GiB, over the limit of a {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} float64 frame"
+    else:
+        return
+    raise ConrError(f"UDP array 'i' announces shape {shape} {dtype} ({over})", path=path,
+                    hint=f"UDP frames are at most {MAX_IMAGE_SIDE} pixels a side: scale the pose down, "
+                    "or export it again if the file is damaged")
+
+
 def _load_npz(path: Path) -> np.ndarray:
-    resave = "re-save it with np.savez(path, i=array) where array is a float32 (H, W, 4) array"
-    if path.read_bytes()[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
-        raise ConrError("is not a .npz archive (not a zip file)", path=path, hint=resave)
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise ConrError("is not a .npz archive (not a zip file)", path=path, hint=_NPZ_RESAVE)
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
+            if "i.npy" not in names:
+                keys = ", ".join(repr(n.removesuffix(".npy")) for n in names) or "none"
+                raise ConrError(f"UDP archive has no array 'i' (keys found: {keys})", path=path, hint=_NPZ_RESAVE)
             # checked before inflating: a small archive can expand to gigabytes
-            if "i.npy" in names and zf.getinfo("i.npy").file_size > _MAX_NPY_BYTES:
+            if zf.getinfo("i.npy").file_size > _MAX_NPY_BYTES:
                 raise ConrError(f"array 'i' is larger than a {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} float64 frame",
                                 path=path, hint=f"UDP frames are at most {MAX_IMAGE_SIDE} pixels a side")
-        if "i.npy" not in names:
-            keys = ", ".join(repr(n.removesuffix(".npy")) for n in names) or "none"
-            raise ConrError(f"UDP archive has no array 'i' (keys found: {keys})", path=path, hint=resave)
+            _check_npy_header(zf, path)
         with np.load(path, allow_pickle=False) as z:
             return z["i"]
     except ConrError:
@@ -261,10 +305,10 @@ def _load_npz(path: Path) -> np.ndarray:
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise ConrError("UDP archive contains pickled Python objects, which are refused for safety "
-                            "(loading them could run arbitrary code)", path=path, hint=resave) from None
-        raise ConrError(f"UDP archive is corrupt: {e}", path=path, hint=resave) from None
+                            "(loading them could run arbitrary code)", path=path, hint=_NPZ_RESAVE) from None
+        raise ConrError(f"UDP archive is corrupt: {e}", path=path, hint=_NPZ_RESAVE) from None
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
-        raise ConrError(f"UDP archive is corrupt or truncated: {e}", path=path, hint=resave) from None
+        raise ConrError(f"UDP archive is corrupt or truncated: {e}", path=path, hint=_NPZ_RESAVE) from None
 
 
 def _load_exr(path: Path) -> np.ndarray:
@@ -335,6 +379,15 @@ def _check_udp(arr: np.ndarray, path: Path) -> np.ndarray:
     return arr
 
 
+def _current_umask() -> int:
+    """The process umask, read now (it may change while the program runs)."""
+    # os.umask can only be read by setting it; 0o077 while it is swapped means a file another
+    # thread creates in that instant gets too few permissions, never too many
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
@@ -345,6 +398,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get what open() would give
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -368,6 +422,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes 0700; outputs get what mkdir would give
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)

@@ -12,6 +12,7 @@ Formats by extension:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -35,10 +36,14 @@ _NAMED_COLORS = {
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
-    """A colour name (white, black, gray/grey, green, blue, red) or #RRGGBB / RRGGBB."""
+    """A colour name (white, black, gray/grey, green, blue, red), #RRGGBB / RRGGBB, or CSS's
+    rgb(R, G, B) / rgba(R, G, B, A) as colour pickers write it (alpha ignored)."""
     key = text.strip().lower()
     if key in _NAMED_COLORS:
         return _NAMED_COLORS[key]
+    css = re.fullmatch(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*(?:,\s*[\d.]+\s*)?\)", key)
+    if css and all(float(v) <= 255 for v in css.groups()):
+        return tuple(round(float(v)) for v in css.groups())  # type: ignore[return-value]
     hexpart = key.removeprefix("#")
     if len(hexpart) == 6 and all(c in "0123456789abcdef" for c in hexpart):
         return int(hexpart[0:2], 16), int(hexpart[2:4], 16), int(hexpart[4:6], 16)

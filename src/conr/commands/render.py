@@ -56,10 +56,10 @@ def _one_or_list(values: list[str]) -> str | list[str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from conr.io import atomic_save_npz, atomic_write_png, read_frame
     from conr.allocator import keep_freed_memory
+    from conr.outputs import encode_video, render_to_folder
     from conr.pipeline import Renderer, find_poses, find_sheets, resolve_device
-    from conr.video import VideoWriter, parse_color, unpremultiply
+    from conr.video import parse_color
 
     out = Path(args.out)
     video = Path(args.video) if args.video else None
@@ -103,12 +103,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="rendering", unit="frame", disable=not progress)
-    for frame in renderer.render(sheet, todo, batch_size=args.batch_size, save_udp=args.save_udp):
-        rgba = frame.rgba if args.alpha == "premultiplied" else unpremultiply(frame.rgba)
-        atomic_write_png(out / f"{frame.name}.png", rgba)
-        if frame.udp is not None:
-            atomic_save_npz(out / "udp" / f"{frame.name}.npz", i=frame.udp)
-        bar.update(1)
+    render_to_folder(renderer, sheet, todo, out, batch_size=args.batch_size, alpha=args.alpha,
+                     save_udp=args.save_udp, on_frame=lambda: bar.update(1))
     bar.close()
     elapsed = time.perf_counter() - start
     rate = len(todo) / elapsed if elapsed > 0 else float("inf")
@@ -117,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
           + (f", kept {skipped} existing" if skipped else "") + f" -> {out}", file=sys.stderr)
 
     if video is not None:
-        with VideoWriter(video, fps=args.fps, background=background,
-                         premultiplied=args.alpha == "premultiplied") as writer:
-            for s in tqdm(poses, desc="encoding video", unit="frame", disable=not progress, leave=False):
-                writer.write(read_frame(out / f"{s.name}.png"))
+        bar = tqdm(total=len(poses), desc="encoding video", unit="frame", disable=not progress, leave=False)
+        encode_video([out / f"{s.name}.png" for s in poses], video, args.fps, background,
+                     premultiplied=args.alpha == "premultiplied", on_frame=lambda: bar.update(1))
+        bar.close()
         print(f"video: {video}", file=sys.stderr)
     return 0

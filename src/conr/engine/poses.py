@@ -208,7 +208,9 @@ def make_poses(
     device: str = "cpu",
     style: CelStyle | None = None,
     warn: Callable[[str], None] = lambda s: None,
+    max_frames: int | None = None,
 ) -> dict:
+    """`max_frames` keeps the first frames of a longer motion (a server's cap), with a warning."""
     out = Path(out_dir)
     check_new_dir(out, overwrite)
     if not 0 <= sheet_views <= len(SHEET_YAWS):
@@ -219,6 +221,9 @@ def make_poses(
     for w in model.warnings:
         warn(f"{Path(model_path).name}: {w}")
     src = load_motion_source(motion, model, fps, frame_range, seed, animation)
+    if max_frames is not None and src.globals.shape[0] > max_frames:
+        warn(f"the motion has {src.globals.shape[0]} frames; kept the first {max_frames}")
+        src.globals = src.globals[:max_frames]
     mesh = model.mesh
     for w in src.warnings:
         warn(w)

@@ -51,3 +51,11 @@ def udp_from_fragments(fragments: Fragments, faces: Tensor, rest_vertices: Tenso
     xyz = interpolate(fragments, faces, coords)
     vis = fragments.mask.to(xyz.dtype)[..., None]
     return torch.cat([xyz * vis, vis], dim=-1).float()
+
+
+def udp_picture(udp: "np.ndarray") -> "np.ndarray":
+    """(H, W, 4) float UDP frame -> (H, W, 3) uint8 picture: rest-pose XYZ as RGB, black where empty."""
+    import numpy as np
+
+    xyz = np.clip(udp[..., :3], 0, 1) * (udp[..., 3:4] > 0)
+    return (xyz * 255).round().astype(np.uint8)

@@ -27,6 +27,24 @@ class Model:
     rig: MmdRig | None = None  # PMX models: IK chains and inherited rotation
 
 
+# A texture or buffer beside a model file; larger ones are treated as missing.
+MAX_SIDE_FILE_BYTES = 512 * 1024 * 1024
+
+
+def side_file(model_path: Path, name: str) -> Path | None:
+    """The file a model refers to by a relative `name`, or None when it is missing, not a regular
+    file, too large, or outside the model's folder: a model from a stranger must not make us read
+    /etc/... or a device such as /dev/zero."""
+    folder = model_path.parent.resolve()
+    try:
+        f = (folder / name).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not f.is_relative_to(folder) or not f.is_file() or f.stat().st_size > MAX_SIDE_FILE_BYTES:
+        return None
+    return f
+
+
 def load_model(path: str | Path) -> Model:
     path = Path(path)
     suffix = path.suffix.lower()

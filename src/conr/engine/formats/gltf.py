@@ -21,6 +21,7 @@ import torch
 from conr.engine.skeleton import Skeleton
 from conr.engine.skinning import SkinnedMesh
 from conr.engine.transforms import compose, quat_to_matrix
+from conr.engine.formats import side_file
 from conr.errors import ConrError
 
 _COMPONENT = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
@@ -125,8 +126,8 @@ class _Doc:
                 raise ConrError(f"{what} has a malformed data: URI", path=self.path) from None
         from urllib.parse import unquote
 
-        f = (self.path.parent / unquote(uri))
-        return f.read_bytes() if f.is_file() else None
+        f = side_file(self.path, unquote(uri))
+        return None if f is None else f.read_bytes()
 
     def view_bytes(self, view_index: int) -> tuple[bytes, int, int, int | None]:
         view = self.gltf["bufferViews"][view_index]
@@ -196,6 +197,11 @@ def decode_rgba(raw: bytes) -> np.ndarray | None:
     """PNG/JPEG/BMP/TGA bytes -> (H, W, 4) float RGBA in [0, 1] (alpha 1 when the image has none), or None."""
     import cv2
 
+    from conr.io import MAX_IMAGE_SIDE, header_size
+
+    size = header_size(raw)
+    if size is not None and max(size) > MAX_IMAGE_SIDE:
+        return None  # decoding would allocate gigabytes: treated as an unreadable texture
     arr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         from conr.engine.formats.tga import decode_tga

@@ -16,6 +16,7 @@ import torch
 
 from conr.engine.skeleton import Skeleton
 from conr.engine.skinning import SkinnedMesh
+from conr.engine.formats import side_file
 from conr.errors import ConrError
 
 # Standard MMD bone names -> canonical humanoid names.
@@ -179,7 +180,7 @@ def load_pmx(path: str | Path) -> tuple[SkinnedMesh, dict[str, int], MmdRig, lis
         colours[sl] = np.clip(diffuse[:3], 0, 1)
         if 0 <= tex < len(textures):
             if tex not in tex_cache:
-                tex_cache[tex] = _load_texture(path.parent / textures[tex].replace("\\", "/"))
+                tex_cache[tex] = _load_texture(side_file(path, textures[tex].replace("\\", "/")))
             img = tex_cache[tex]
             if img is None:
                 if textures[tex] not in warned:
@@ -287,10 +288,10 @@ def load_pmx(path: str | Path) -> tuple[SkinnedMesh, dict[str, int], MmdRig, lis
     return mesh, humanoid, rig, warnings
 
 
-def _load_texture(path: Path) -> np.ndarray | None:
+def _load_texture(path: Path | None) -> np.ndarray | None:
     from conr.engine.formats.gltf import decode_rgba
 
-    return decode_rgba(path.read_bytes()) if path.is_file() else None
+    return None if path is None else decode_rgba(path.read_bytes())
 
 
 def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:

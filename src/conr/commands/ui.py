@@ -1,0 +1,59 @@
+"""`conr ui`: serve the web UI (Gradio) on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ui",
+        help="serve the web UI: upload a sheet and poses, render, download",
+        description="Serve a web page where a character sheet and poses (pose frames, a 3D model with a "
+                    "motion, or the demo character) become a video. Renders queue, one at a time per device "
+                    "by default. Also an API: gradio_client.Client(URL).predict(..., api_name='/render').",
+    )
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for everyone)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--weights", metavar="PATH", help="weights as for `conr render` (default: the bundled model)")
+    p.add_argument("--device", default="auto", help="default device: auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--concurrency", type=int, default=1, help="renders at the same time (default 1)")
+    p.add_argument("--max-frames", type=int, default=300, help="frames per render (default 300)")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="seconds of video per render (default 60)")
+    p.add_argument("--max-files", type=int, default=500, help="files per input, zips expanded (default 500)")
+    p.add_argument("--max-file-mb", type=float, default=50.0, help="size of one uploaded file (default 50 MB)")
+    p.add_argument("--max-total-mb", type=float, default=500.0,
+                   help="size of one input's files, zips expanded (default 500 MB)")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="where requests work, each in its own folder removed afterwards (default: TMP/conr-ui)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from conr.errors import ConrError
+
+    try:
+        from conr.ui.app import serve
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in ("gradio", "gradio_client"):
+            raise ConrError("the web UI needs Gradio, which is not installed",
+                            hint="pip install -e '.[ui]' (the README's set-up installs it)") from None
+        raise
+    from conr.ui.service import RenderService, UILimits
+    from conr.uploads import UploadLimits
+
+    for name in ("concurrency", "max_frames", "max_files"):
+        if getattr(args, name) < 1:
+            raise ConrError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("max_seconds", "max_file_mb", "max_total_mb"):
+        if not getattr(args, name) > 0:
+            raise ConrError(f"--{name.replace('_', '-')} must be positive")
+    limits = UILimits(UploadLimits(max_files=args.max_files, max_file_mb=args.max_file_mb,
+                                   max_total_mb=args.max_total_mb), args.max_frames, args.max_seconds)
+    service = RenderService(args.weights, args.device, limits, args.workdir)
+    print(f"conr ui: model {'bundled' if args.weights is None else args.weights} on {service.default_device}; "
+          f"open http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    serve(service, args.host, args.port, args.concurrency, args.max_file_mb)
+    return 0

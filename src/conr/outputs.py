@@ -1,0 +1,54 @@
+"""What a render leaves on disk: RGBA frames in a folder, videos and zips of them.
+
+`conr render`, `conr demo` and the web UI write their results through these functions, so a
+frame, a video or an archive is the same file whichever of them made it. Every file appears
+whole or not at all (written under a temporary name, then renamed).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+from conr.io import atomic_path, atomic_save_npz, atomic_write_png, read_frame
+from conr.models import CharacterSheet
+from conr.pipeline import PoseSource, Renderer
+from conr.video import VideoWriter, unpremultiply
+
+Alpha = Literal["premultiplied", "straight"]
+
+
+def render_to_folder(renderer: Renderer, sheet: CharacterSheet, poses: Sequence[PoseSource], out: Path,
+                     batch_size: int = 1, alpha: Alpha = "premultiplied", save_udp: bool = False,
+                     on_frame: Callable[[], None] = lambda: None) -> list[Path]:
+    """Render every pose to OUT/NAME.png (and the parser's UDP to OUT/udp/NAME.npz for pose images
+    when `save_udp`); return the frame paths in pose order."""
+    written = []
+    for frame in renderer.render(sheet, poses, batch_size=batch_size, save_udp=save_udp):
+        rgba = frame.rgba if alpha == "premultiplied" else unpremultiply(frame.rgba)
+        path = out / f"{frame.name}.png"
+        atomic_write_png(path, rgba)
+        if frame.udp is not None:
+            atomic_save_npz(out / "udp" / f"{frame.name}.npz", i=frame.udp)
+        written.append(path)
+        on_frame()
+    return written
+
+
+def encode_video(frames: Sequence[Path], video: Path, fps: float, background: tuple[int, int, int] | str = "white",
+                 premultiplied: bool = True, on_frame: Callable[[], None] = lambda: None) -> Path:
+    """Encode RGBA PNG frames written by `render_to_folder` into one video (format from the suffix)."""
+    with VideoWriter(video, fps=fps, background=background, premultiplied=premultiplied) as writer:
+        for path in frames:
+            writer.write(read_frame(path))
+            on_frame()
+    return video
+
+
+def zip_files(files: Sequence[Path], archive: Path, folder: str = "") -> Path:
+    """Store `files` (already compressed images and arrays) in a zip under FOLDER/their name."""
+    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for f in files:
+            zf.write(f, f"{folder}/{f.name}" if folder else f.name)
+    return archive

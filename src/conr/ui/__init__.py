@@ -1,0 +1,1 @@
+"""`conr ui`: the web UI. `service` does the work (no widgets); `app` lays out the Gradio page."""
