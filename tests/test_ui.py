@@ -287,3 +287,47 @@ def test_each_bad_upload_gets_its_message(server, characters, tmp_path, case):
         assert word in message, f"{case}: {word!r} not in {message!r}"
     assert str(work) not in message and "/tmp" not in message  # our server paths stay private
     assert list(work.iterdir()) == []
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# As root in a container, without GPU, and with no calls out of a closed network.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def test_a_browser_uploads_renders_and_finds_the_video(server, characters, tmp_path):
+    """Headless Chromium: upload a sheet and poses, press Render, find the video; the screenshot
+    goes to $CONR_UI_SCREENSHOT when set (the README's picture)."""
+    import os
+
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: the README's set-up installs Debian's chromium package")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+    url, work, _ = server
+    char = characters[2]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(url)
+        page.locator("#sheet-files input[type=file]").set_input_files(
+            [str(p) for p in sorted((char / "sheet").glob("*.png"))])
+        page.locator("#sheet-gallery img").nth(1).wait_for(timeout=60_000)
+        page.get_by_label("Pose frames").check()
+        page.locator("#pose-files input[type=file]").set_input_files(
+            [str(p) for p in sorted((char / "udp").glob("*.npz"))])
+        page.locator("#pose-files").get_by_label("1.npz").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Preview poses").click()
+        page.locator("#pose-gallery img").nth(1).wait_for(timeout=60_000)
+        page.locator("#render").click()
+        video = page.locator("#result-video video")
+        video.wait_for(timeout=300_000)
+        src = video.get_attribute("src")
+        assert src and src.endswith("render.mp4")
+        assert page.request.get(src).ok
+        page.locator("#downloads").get_by_label("frames.zip").wait_for(timeout=60_000)
+        assert "Rendered 2 frames" in page.locator("#status").inner_text()
+        shot = Path(os.environ.get("CONR_UI_SCREENSHOT", tmp_path / "ui.png"))
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    assert list(work.iterdir()) == []

@@ -196,6 +196,32 @@ def _tga(rgba: np.ndarray, rle: bool, top_left: bool) -> bytes:
     return head + bytes(body)
 
 
+def test_pmx_textures_outside_the_models_folder_are_not_read(girl, tmp_path) -> None:
+    """A model from a stranger must not make us read files elsewhere on the server."""
+    import cv2
+
+    (tmp_path / "model").mkdir()
+    path = tmp_path / "model" / "girl.pmx"
+    cv2.imwrite(str(tmp_path / "secret.png"), np.full((4, 4, 3), 200, np.uint8))
+    for name in ("..\\secret.png", str(tmp_path / "secret.png"), "/dev/zero"):
+        mesh_to_pmx(girl, path, texture=name)
+        model = load_model(path)
+        assert len(model.mesh.textures) == 0, name
+        assert any("missing or unreadable" in w for w in model.warnings), name
+
+
+def test_textures_announcing_a_huge_image_are_not_decoded() -> None:
+    import struct
+    import zlib
+
+    from conr.engine.formats.gltf import decode_rgba
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 6, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    assert decode_rgba(png + b"\0" * 64) is None
+
+
+
 @pytest.mark.parametrize("rle, top_left", [(False, False), (True, False), (True, True)])
 def test_tga_textures_decode(rle: bool, top_left: bool) -> None:
     from conr.engine.formats.gltf import decode_rgba

@@ -99,7 +99,7 @@ def build_app(service: RenderService, concurrency: int = 1) -> gr.Blocks:
                                       elem_id="sheet-files")
                 demo_seed = gr.Number(label="…or, with no PNGs, the demo character of seed", value=DEMO_SEED,
                                       precision=0, minimum=0, elem_id="demo-seed")
-                sheet_gallery = gr.Gallery(label="Sheet", columns=4, height=240, object_fit="contain",
+                sheet_gallery = gr.Gallery(label="Sheet", columns=2, height="auto", object_fit="contain",
                                            elem_id="sheet-gallery")
             with gr.Column():
                 gr.Markdown("### 2 · Poses")
@@ -116,8 +116,8 @@ def build_app(service: RenderService, concurrency: int = 1) -> gr.Blocks:
                 motion = gr.Dropdown(list(MOTIONS), value="dance", label="Built-in motion")
                 frames = gr.Slider(1, lim.max_frames, value=n_frames, step=1, label="Frames (built-in and 3D motions)")
                 preview_button = gr.Button("Preview poses")
-                pose_gallery = gr.Gallery(label="First pose frames (UDP: rest-pose XYZ as colour)", columns=4,
-                                          height=240, object_fit="contain")
+                pose_gallery = gr.Gallery(label="First pose frames (UDP: rest-pose XYZ as colour)", columns=2,
+                                          height="auto", object_fit="contain", elem_id="pose-gallery")
             with gr.Column():
                 gr.Markdown("### 3 · Render")
                 with gr.Row():

@@ -151,7 +151,7 @@ class RenderService:
                                 hint="give 1-8 views of the character (front, side, back work best)")
             return views
         char = self._demo_character(ws / "demo_sheet", seed, "stand", 1)
-        return [Upload(p, f"demo character {seed}, {p.stem}") for p in sorted((char / "sheet").glob("*.png"))]
+        return [Upload(p, p.stem) for p in sorted((char / "sheet").glob("*.png"))]
 
     def sheet_images(self, files: Sequence[str], seed: int) -> list[tuple[np.ndarray, str]]:
         """The sheet as the visitor should see it (RGBA, with names), checked as rendering checks it."""
