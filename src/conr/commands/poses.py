@@ -1,4 +1,5 @@
-"""`conr poses MODEL MOTION --out DIR`: render a character model driven by a motion as UDP frames."""
+"""`conr poses MODEL MOTION --out DIR` (or `--procedural SEED MOTION`): a character model driven by a
+motion, rendered as UDP frames."""
 
 from __future__ import annotations
 
@@ -11,15 +12,26 @@ from conr.commands.engine_options import add_engine_options
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "poses",
+        usage="conr poses MODEL MOTION [options]\n       conr poses --procedural SEED MOTION [options]",
         help="turn a 3D model (glTF/GLB/VRM/PMX) and a motion (BVH, VMD, glTF animation, built-in) into UDP frames",
         description="Retarget MOTION onto MODEL and write one UDP frame (.npz, key 'i') per motion frame to OUT, "
                     "ready for `conr render`. MOTION is a .bvh, a .glb/.gltf/.vrm with an animation (the model "
-                    "itself for its own animation), a .vmd (for a .pmx model), or a built-in motion name. See docs/engine.md.",
+                    "itself for its own animation), a .vmd (for a .pmx model), or a built-in motion name. With "
+                    "--procedural SEED the model is that procedural character and only MOTION is given. "
+                    "See docs/engine.md.",
     )
-    p.add_argument("model", help="character model: .glb, .gltf, .vrm or .pmx")
-    p.add_argument("motion", help="motion: .bvh, .vmd, .glb/.gltf/.vrm animation, or walk|wave|dance|stand|random")
+    # One list, sorted out in run(): MODEL is absent with --procedural.
+    p.add_argument("inputs", nargs="+", metavar="MODEL MOTION",
+                   help="character model (.glb, .gltf, .vrm or .pmx; left out with --procedural), then the motion "
+                        "(.bvh, .vmd, .glb/.gltf/.vrm animation, or walk|wave|dance|stand|random)")
+    p.add_argument("--procedural", type=int, default=None, metavar="SEED",
+                   help="use the procedural character of SEED (character 0 of `conr synth --seed SEED`) as the model")
+    p.add_argument("--bone-map", default=None, metavar="FILE",
+                   help='JSON object from our humanoid bone names to the model\'s or the motion\'s, for bones '
+                        'not recognised by name, e.g. {"hips": "pelvis", "spine": "spine_01"}')
     p.add_argument("--out", "-o", default=None,
-                   help="output folder for the UDP frames, new or empty unless --overwrite (default: poses_MODEL_MOTION)")
+                   help="output folder for the UDP frames, new or empty unless --overwrite "
+                        "(default: poses_MODEL_MOTION, or poses_proceduralSEED_MOTION)")
     p.add_argument("--size", type=int, default=512, help="frame width and height in pixels (default 512)")
     p.add_argument("--camera", default="front", metavar="front|orbit|FILE",
                    help="front: one fixed camera facing the character; orbit: once around it over the motion; "
@@ -30,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--yaw", type=float, default=0.0, help="camera angle around the character in degrees (0 = front)")
     p.add_argument("--projection", choices=("perspective", "orthographic"), default="perspective")
     p.add_argument("--animation", default=None, help="animation name or index in a glTF motion file (default first)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the 'random' motion")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed for the 'random' motion (default 0, or the --procedural seed as in `conr synth`)")
     p.add_argument("--rgba", "--preview", dest="rgba", action="store_true",
                    help="also write the cel-shaded RGBA render of each frame to OUT/rgba")
     p.add_argument("--sheet", type=int, default=0, metavar="VIEWS",
@@ -42,9 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from conr.engine.device import resolve_device, set_threads
     from conr.engine.renderer import make_style
-    from conr.engine.poses import make_poses
+    from conr.engine.poses import make_poses, procedural_model
     from conr.errors import ConrError
 
+    model_name, motion = split_inputs(args.inputs, args.procedural)
     set_threads(args.threads)
     frame_range = parse_range(args.frames)
     if args.fps is not None and args.fps <= 0:
@@ -52,17 +66,39 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         from pathlib import Path
 
-        args.out = f"poses_{Path(args.model).stem}_{Path(args.motion).stem}"
+        name = f"procedural{args.procedural}" if model_name is None else Path(model_name).stem
+        args.out = f"poses_{name}_{Path(motion).stem}"
+    seed = args.seed if args.seed is not None else args.procedural or 0
+    model = procedural_model(args.procedural) if model_name is None else model_name
     manifest = make_poses(
-        args.model, args.motion, args.out, size=args.size, fps=args.fps, frame_range=frame_range, camera=args.camera,
+        model, motion, args.out, size=args.size, fps=args.fps, frame_range=frame_range, camera=args.camera,
         yaw=args.yaw, projection=args.projection, rgba=args.rgba, sheet_views=args.sheet, animation=args.animation,
-        seed=args.seed,
+        seed=seed, bone_map=args.bone_map,
         overwrite=args.overwrite, device=resolve_device(args.device),
         style=make_style(args.shading, not args.no_outline),
         warn=lambda s: print(f"conr poses: warning: {s}", file=sys.stderr),
     )
     print(f"wrote {len(manifest['frames'])} UDP frames to {args.out}")
     return 0
+
+
+def split_inputs(inputs: list[str], procedural: int | None) -> tuple[str | None, str]:
+    """(model file or None for --procedural, motion) from the positional arguments, or a ConrError
+    that says which form is expected."""
+    from conr.errors import ConrError
+
+    forms = "write `conr poses MODEL MOTION`, or `conr poses --procedural SEED MOTION` for a procedural character"
+    if procedural is not None:
+        if procedural < 0:
+            raise ConrError(f"--procedural {procedural}: the seed must be 0 or more")
+        if len(inputs) != 1:
+            raise ConrError(f"--procedural SEED takes the place of MODEL, so give only the motion, got "
+                            f"{len(inputs)} inputs: {' '.join(inputs)}", hint=forms)
+        return None, inputs[0]
+    if len(inputs) != 2:
+        got = f"only {inputs[0]!r}" if len(inputs) == 1 else f"{len(inputs)} inputs: {' '.join(inputs)}"
+        raise ConrError(f"expected a model and a motion, got {got}", hint=forms)
+    return inputs[0], inputs[1]
 
 
 def parse_range(text: str | None) -> tuple[int | None, int | None] | None:

@@ -5,12 +5,15 @@ Output folder (built beside the target and renamed into place when complete):
     rgba/0.png ...       optional cel-shaded RGBA of the same frames
     sheet/view_00.png    optional character sheet of the model
     poses.json           model, motion, frame rate, camera, UDP normalisation, warnings
+
+The model is a file, or a procedural character (`procedural_model`); a bone map (`--bone-map`)
+names the humanoid bones of a model or motion whose bone names are not recognised.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,8 +23,9 @@ import torch
 from conr.engine.formats import MOTION_SUFFIXES, Model, load_model
 from conr.engine.formats.pmx import MmdRig
 from conr.engine.motions import PROCEDURAL
-from conr.engine.procedural import HUMANOID_BONES, humanoid_skeleton
-from conr.engine.retarget import facing_yaw, match_humanoid, retarget
+from conr.engine.procedural import HUMANOID_BONES, character, humanoid_skeleton
+from conr.engine.retarget import (BONE_MAP_HINT, apply_bone_map, bone_list, check_bone_map, facing_yaw,
+                                  match_humanoid, read_bone_map, retarget)
 from conr.engine.camera import Camera
 from conr.engine.renderer import CelStyle
 from conr.engine.scene import (SHEET_YAWS, camera_dict, cameras_from_file, frame_corners, orbit_cameras, posed_frames,
@@ -45,6 +49,8 @@ class MotionSource:
     fps: float
     name: str
     warnings: list[str]
+    path: Path | None = None  # the motion file; None for a built-in motion
+    joint_names: list[str] | None = None  # the file's joints, which a bone map may name
 
 
 @dataclass
@@ -66,13 +72,23 @@ def procedural_source(name: str, frames: int | None, seed: int, fps: float | Non
     return MotionSource(skel.rest_global(), g, {b: i for i, b in enumerate(HUMANOID_BONES)}, m.fps, name, [])
 
 
+def procedural_model(seed: int, detail: float = 1.0) -> Model:
+    """The procedural character of `seed` (character 0 of `conr synth --seed SEED`) as a model; its
+    path, `procedural:SEED`, only names it in messages and poses.json."""
+    _, mesh = character(seed, detail)
+    humanoid = {b: mesh.skeleton.index(b) for b in HUMANOID_BONES}
+    return Model(mesh, humanoid, [], Path(f"procedural:{seed}"))
+
+
 FrameRange = tuple[int | None, int | None]
 
 
 def load_motion_source(spec: str, model: Model, fps: float | None, frame_range: FrameRange | None, seed: int,
-                       animation: str | None) -> MotionSource | DirectMotion:
+                       animation: str | None, bone_map: dict[str, str] | None = None) -> MotionSource | DirectMotion:
     """Either a source to retarget, or a motion on the model's own skeleton; `frame_range` (A, B)
-    picks output frames A to B-1 (at the output frame rate)."""
+    picks output frames A to B-1 (at the output frame rate). `bone_map` (our bone -> joint name)
+    overrides the humanoid bones matched by name in a motion file; a file source without hips is
+    returned as it is (make_poses reports it)."""
     if spec in PROCEDURAL_NAMES:
         # Built-in motions loop: make as many frames as the range asks for.
         end = frame_range[1] if frame_range else None
@@ -90,16 +106,14 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frame_range: 
 
         bvh = load_bvh(path)
         pick = _pick_range(_resample(bvh.num_frames, bvh.fps, fps), frame_range, path)
-        bones = match_humanoid(bvh.skeleton.names)
+        names = bvh.skeleton.names
+        bones = apply_bone_map(names, match_humanoid(names), bone_map or {})
         notes = []
-        unknown = [n for i, n in enumerate(bvh.skeleton.names) if i not in bones.values() and bvh.channels[i]]
-        if "hips" not in bones:
-            raise ConrError("no hips bone recognised in the BVH skeleton", path=path,
-                            hint="rename the root joint to Hips (see the bone-name map in docs/engine.md)")
-        if unknown:
+        unknown = [n for i, n in enumerate(names) if i not in bones.values() and bvh.channels[i]]
+        if unknown and "hips" in bones:
             notes.append(f"{path.name}: ignored {len(unknown)} joints with no humanoid equivalent: {', '.join(unknown)}")
         return MotionSource(bvh.skeleton.rest_global(), bvh.global_transforms(pick).float(), bones,
-                            fps or bvh.fps, path.name, notes)
+                            fps or bvh.fps, path.name, notes, path, list(names))
     if suffix == ".vmd":
         from conr.engine.formats.vmd import VMD_FPS, load_vmd
         from conr.engine.ik import pose_mmd
@@ -127,8 +141,10 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frame_range: 
         if same:
             return DirectMotion(g, fps or anim.fps, f"{path.name}#{anim.name}", [])
         # The motion file's own texture warnings are of no concern here.
-        return MotionSource(src_model.mesh.skeleton.rest_global(), g, src_model.humanoid, fps or anim.fps,
-                            f"{path.name}#{anim.name}", [])
+        names = src_model.mesh.skeleton.names
+        return MotionSource(src_model.mesh.skeleton.rest_global(), g,
+                            apply_bone_map(names, src_model.humanoid, bone_map or {}), fps or anim.fps,
+                            f"{path.name}#{anim.name}", [], path, list(names))
     raise ConrError(f"unsupported motion format {suffix or '(no extension)'!r}", path=path,
                     hint=f"use one of {', '.join(MOTION_SUFFIXES)} or a procedural motion: {', '.join(PROCEDURAL_NAMES)}")
 
@@ -190,8 +206,35 @@ def _sheet_pose(model: Model) -> torch.Tensor:
     return mesh.pose(g)[0]
 
 
+def _check_bone_map_found(bone_map: dict[str, str], map_path: Path | None, model: Model,
+                          src: MotionSource | DirectMotion) -> None:
+    """Every bone the map names must be in the model or the motion file: a typo is an error, not a no-op."""
+    motion_names = src.joint_names if isinstance(src, MotionSource) and src.joint_names else []
+    known = set(model.mesh.skeleton.names) | set(motion_names)
+    lost = [f"{ours} -> {theirs!r}" for ours, theirs in bone_map.items() if theirs not in known]
+    if not lost:
+        return
+    found = f"{model.path.name} has {bone_list(model.mesh.skeleton.names)}"
+    if motion_names:
+        found += f"; {src.path.name} has {bone_list(motion_names)}"
+    where = "neither in the model nor in the motion" if motion_names else "not in the model"
+    raise ConrError(f"the bone map names bones that are {where}: {', '.join(lost)}", path=map_path,
+                    hint=f"use the bones' names as the files spell them. {found}")
+
+
+def _require_hips(model: Model, src: MotionSource) -> None:
+    if "hips" not in model.humanoid:
+        names = model.mesh.skeleton.names
+        raise ConrError(f"cannot find the model's hips bone to retarget onto; its {len(names)} bones are: "
+                        f"{bone_list(names)}", path=model.path, hint=f"use a VRM, or {BONE_MAP_HINT}")
+    if "hips" not in src.bones:
+        names = src.joint_names or []
+        raise ConrError(f"no hips bone recognised in the motion's skeleton; its {len(names)} joints are: "
+                        f"{bone_list(names)}", path=src.path, hint=f"rename the root joint to Hips, or {BONE_MAP_HINT}")
+
+
 def make_poses(
-    model_path: str | Path,
+    model: str | Path | Model,
     motion: str,
     out_dir: str | Path,
     size: int = 512,
@@ -209,18 +252,29 @@ def make_poses(
     style: CelStyle | None = None,
     warn: Callable[[str], None] = lambda s: None,
     max_frames: int | None = None,
+    bone_map: str | Path | dict[str, str] | None = None,
 ) -> dict:
-    """`max_frames` keeps the first frames of a longer motion (a server's cap), with a warning."""
+    """`model` is a model file or a built `Model` (e.g. `procedural_model(seed)`). `bone_map` is a
+    --bone-map JSON file or its dict (our bone -> the model's or motion file's bone name); it
+    overrides the bones matched by name. `max_frames` keeps the first frames of a longer motion (a
+    server's cap), with a warning."""
     out = Path(out_dir)
     check_new_dir(out, overwrite)
     if not 0 <= sheet_views <= len(SHEET_YAWS):
         raise ConrError(f"--sheet must be between 0 and {len(SHEET_YAWS)} views, got {sheet_views}")
     if not 16 <= size <= MAX_SIZE:
         raise ConrError(f"--size must be between 16 and {MAX_SIZE}, got {size}")
-    model = load_model(model_path)
+    map_path = None if bone_map is None or isinstance(bone_map, dict) else Path(bone_map)
+    bones = read_bone_map(map_path) if map_path is not None else check_bone_map(bone_map or {})
+    if not isinstance(model, Model):
+        model = load_model(model)
+    if bones:
+        model = replace(model, humanoid=apply_bone_map(model.mesh.skeleton.names, model.humanoid, bones))
     for w in model.warnings:
-        warn(f"{Path(model_path).name}: {w}")
-    src = load_motion_source(motion, model, fps, frame_range, seed, animation)
+        warn(f"{model.path.name}: {w}")
+    src = load_motion_source(motion, model, fps, frame_range, seed, animation, bones)
+    if bones:
+        _check_bone_map_found(bones, map_path, model, src)
     if max_frames is not None and src.globals.shape[0] > max_frames:
         warn(f"the motion has {src.globals.shape[0]} frames; kept the first {max_frames}")
         src.globals = src.globals[:max_frames]
@@ -230,14 +284,12 @@ def make_poses(
     if isinstance(src, DirectMotion):
         g, out_fps, motion_name = src.globals, src.fps, src.name
     else:
-        if "hips" not in model.humanoid:
-            raise ConrError("cannot find the model's hips bone to retarget onto", path=model_path,
-                            hint="use a VRM, or name bones like Hips/Spine/LeftUpperArm (see docs/engine.md)")
+        _require_hips(model, src)
         g, missing = retarget(src.rest, src.globals, src.bones, mesh.skeleton, model.humanoid)
         if model.rig is not None:
             g = _follow_inherited(mesh.skeleton, g, model.rig)
         if missing:
-            warn(f"{Path(model_path).name}: the motion moves bones the model lacks: {', '.join(missing)}")
+            warn(f"{model.path.name}: the motion moves bones the model lacks: {', '.join(missing)}")
         out_fps, motion_name = src.fps, src.name
     # Long motions of large models: keep only each frame's box for framing, pose again to render.
     corners = torch.cat([frame_corners(v[None]) for v in posed_frames(mesh, g)])
@@ -258,7 +310,7 @@ def make_poses(
         if sheet_views:
             sheet = write_sheet(mesh, _sheet_pose(model), size, sheet_views, tmp / "sheet", projection, front, device,
                                 normalizer=norm, style=style)
-        manifest = {"version": 1, "generator": "conr poses", "model": str(model_path), "motion": motion_name,
+        manifest = {"version": 1, "generator": "conr poses", "model": str(model.path), "motion": motion_name,
                     "fps": out_fps, "frames": udp, "rgba": [f"rgba/{n}" for n in rgba_files], "size": size,
                     "camera": camera_dict(cams) if isinstance(cams, Camera) else [camera_dict(c) for c in cams],
                     "udp_normalizer": norm.to_dict(), "triangles": mesh.num_faces,

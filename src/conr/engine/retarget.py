@@ -1,4 +1,5 @@
-"""Matching bone names to the canonical humanoid, and retargeting motion between skeletons.
+"""Matching bone names to the canonical humanoid (by name, or by a user's bone map), and retargeting
+motion between skeletons.
 
 Retargeting transfers, for every canonical bone both skeletons have, the change of its global
 rotation from the source rest pose; a per-bone rest alignment makes a T-pose source drive an
@@ -7,7 +8,11 @@ A-pose target; both are turned to face the same way first. Hip motion scales by 
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
+from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -15,6 +20,7 @@ from torch import Tensor
 from conr.engine.procedural import HUMANOID_BONES
 from conr.engine.skeleton import Skeleton
 from conr.engine.transforms import axis_angle_to_matrix, rotation_between
+from conr.errors import ConrError
 
 # Name stems (after removing side markers, separators and case) for each canonical bone, best first.
 _CENTRE = {
@@ -81,6 +87,68 @@ def match_humanoid(names: list[str]) -> dict[str, int]:
                     out[side + part] = hit[0]
                     break
     return out
+
+
+BONE_MAP_EXAMPLE = '{"hips": "pelvis", "spine": "spine_01"}'
+BONE_MAP_HINT = (f"give --bone-map FILE, a JSON object from our bone names to this file's, e.g. {BONE_MAP_EXAMPLE} "
+                 "(see docs/engine.md)")
+
+
+def bone_list(names: Sequence[str], limit: int = 40) -> str:
+    """The first `limit` names, comma-separated, then 'and N more'."""
+    shown = ", ".join(names[:limit]) or "(none)"
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def read_bone_map(path: str | Path) -> dict[str, str]:
+    """A --bone-map file: a JSON object from our humanoid bone names (HUMANOID_BONES) to a skeleton's own."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConrError("bone map file not found", path=path, hint=f"give a JSON file such as {BONE_MAP_EXAMPLE}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConrError("the bone map is not a text (UTF-8 JSON) file", path=path,
+                        hint=f"write a JSON object such as {BONE_MAP_EXAMPLE}") from None
+    except json.JSONDecodeError as e:
+        raise ConrError(f"the bone map is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}", path=path,
+                        hint=f"write a JSON object such as {BONE_MAP_EXAMPLE}") from None
+    return check_bone_map(data, path)
+
+
+def check_bone_map(data: object, path: str | Path | None = None) -> dict[str, str]:
+    """`data` as a bone map, or a ConrError naming what is wrong with it."""
+    if not isinstance(data, dict):
+        raise ConrError(f"the bone map must be a JSON object from our bone names to the model's, not a "
+                        f"{type(data).__name__}", path=path, hint=f"write e.g. {BONE_MAP_EXAMPLE}")
+    for ours, theirs in data.items():
+        if ours not in HUMANOID_BONES:
+            close = difflib.get_close_matches(ours, HUMANOID_BONES, 1)
+            guess = f"did you mean {close[0]!r}? " if close else ""
+            raise ConrError(f"{ours!r} is not one of our humanoid bones", path=path,
+                            hint=f"{guess}keys must be among: {', '.join(HUMANOID_BONES)}")
+        if not isinstance(theirs, str) or not theirs:
+            raise ConrError(f"the value for {ours!r} must be a bone name (a non-empty string), not {theirs!r}",
+                            path=path, hint=f"write e.g. {BONE_MAP_EXAMPLE}")
+    seen: dict[str, str] = {}
+    for ours, theirs in data.items():
+        if theirs in seen:
+            raise ConrError(f"{seen[theirs]!r} and {ours!r} both map to bone {theirs!r}", path=path,
+                            hint="map each of the model's bones to at most one of ours; leave one out")
+        seen[theirs] = ours
+    return dict(data)
+
+
+def apply_bone_map(names: Sequence[str], matched: dict[str, int], bone_map: dict[str, str]) -> dict[str, int]:
+    """`matched` (canonical bone -> index into `names`) with every bone-map entry whose bone is among
+    `names` put over it; a joint the map gives to another canonical bone loses its automatic match."""
+    index: dict[str, int] = {}
+    for i, n in enumerate(names):
+        index.setdefault(n, i)
+    mapped = {ours: index[theirs] for ours, theirs in bone_map.items() if theirs in index}
+    taken = set(mapped.values())
+    out = {b: j for b, j in matched.items() if b not in mapped and j not in taken} | mapped
+    return {b: out[b] for b in HUMANOID_BONES if b in out}
 
 
 def _up_axis(pos: Tensor, bones: dict[str, int]) -> Tensor:

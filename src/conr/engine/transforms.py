@@ -34,6 +34,33 @@ def euler_to_matrix(angles: Tensor, order: str) -> Tensor:
     return mats[0] @ mats[1] @ mats[2]
 
 
+def matrix_to_euler(m: Tensor, order: str) -> Tensor:
+    """Inverse of `euler_to_matrix`: (..., 3, 3) rotations to (..., 3) angles in radians, in `order`.
+
+    For R = R_i(a) R_j(b) R_k(c), b lies in [-pi/2, pi/2] and a, c in (-pi, pi]. At gimbal lock
+    (|b| = pi/2) only a + c or a - c is defined; there (to rounding) c = 0 and a takes the whole turn.
+    """
+    if sorted(order) != ["X", "Y", "Z"]:
+        raise ValueError(f"order must be a permutation of 'XYZ', got {order!r}")
+    if m.shape[-2:] != (3, 3):
+        raise ValueError(f"expected (..., 3, 3) rotation matrices, got {tuple(m.shape)}")
+    i, j, k = ("XYZ".index(ax) for ax in order)
+    # Even permutations (XYZ, YZX, ZXY) rotate e_i -> e_j -> e_k positively; odd ones flip the signs.
+    s = 1.0 if (j - i) % 3 == 1 else -1.0
+    cos_b = torch.hypot(m[..., i, i], m[..., i, j])  # = |cos b|, from the first row's other entries
+    b = torch.atan2(s * m[..., i, k], cos_b)
+    # At gimbal lock the usual pair for a vanishes; there take c = 0, when column j of R is R_i(a) e_j.
+    locked = cos_b < torch.finfo(m.dtype).eps
+    a = torch.where(locked, torch.atan2(s * m[..., k, j], m[..., j, j]), torch.atan2(-s * m[..., j, k], m[..., k, k]))
+    # c from row j of R_i(a)^T R = R_j(b) R_k(c), which does not shrink with cos b: it absorbs any
+    # error in a near the lock, so the angles always rebuild R (M. Day, "Extracting Euler Angles from a Rotation Matrix").
+    ca, sa = torch.cos(a), torch.sin(a)
+    mji = ca * m[..., j, i] + s * sa * m[..., k, i]
+    mjj = ca * m[..., j, j] + s * sa * m[..., k, j]
+    c = torch.atan2(s * mji, mjj)
+    return torch.stack([a, b, c], dim=-1)
+
+
 def quat_to_matrix(q: Tensor) -> Tensor:
     """(..., 4) quaternions (x, y, z, w), normalised here, to (..., 3, 3) rotation matrices."""
     q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)

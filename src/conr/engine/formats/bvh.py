@@ -1,16 +1,20 @@
-"""BVH motion capture reader (HIERARCHY + MOTION), with exact line numbers in its errors."""
+"""BVH motion capture: a reader with exact line numbers in its errors, and a writer (`save_bvh`)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from conr.engine.skeleton import Skeleton
-from conr.engine.transforms import axis_rotation
+from conr.engine.transforms import axis_rotation, matrix_to_euler
 from conr.errors import ConrError
+from conr.io import atomic_write_bytes
 
 _ROT = {"xrotation": "X", "yrotation": "Y", "zrotation": "Z"}
 _POS = {"xposition": 0, "yposition": 1, "zposition": 2}
@@ -162,3 +166,111 @@ def load_bvh(path: str | Path) -> BvhMotion:
         raise ConrError("BVH has no frames", path=path, hint="export at least one frame of motion")
     skel = Skeleton.from_offsets(names, parents, torch.tensor(offsets, dtype=torch.float32))
     return BvhMotion(skel, channels, values, frame_time, path)
+
+
+def save_bvh(path: str | Path, skeleton: Skeleton, rotations: Tensor, root_translation: Tensor, fps: float,
+             names: Sequence[str] | None = None, scale: float = 1.0, order: str = "ZXY",
+             end_sites: Mapping[str, Sequence[float]] | None = None) -> None:
+    """Write a motion of `skeleton` as BVH, so that `load_bvh` reads back the same global transforms.
+
+    `rotations` (T, J, 3, 3) and `root_translation` (T, 3) are the arguments of `Skeleton.forward`.
+    BVH has no rest rotations, so they are baked in: each joint's OFFSET is its rest translation and
+    its channels hold its whole local rotation, rest rotation @ rotation, as `order` Euler angles in
+    degrees (R = R_order[0] @ R_order[1] @ R_order[2], the convention `load_bvh` reads). Zero channels
+    are therefore the skeleton's rest pose only where its rest rotations are identity. The single root
+    has 6 channels, Xposition Yposition Zposition first, holding its absolute local position (rest
+    translation + root_translation), as BVH files usually do. `scale` multiplies every length (100:
+    metres to centimetres). Joints are written depth-first, children in index order.
+
+    `names` replaces `skeleton.names` in the file. Every leaf joint gets an End Site: `end_sites[name]`
+    (skeleton units, in the joint's own frame) or, by default, 10% of its bone, continued.
+    Raises ValueError for arguments that cannot describe a BVH motion.
+    """
+    num = skeleton.num_joints
+    if rotations.ndim != 4 or rotations.shape[0] < 1 or rotations.shape[1:] != (num, 3, 3):
+        raise ValueError(f"rotations must be (T, {num}, 3, 3) with T >= 1, got {tuple(rotations.shape)}")
+    frames = rotations.shape[0]
+    if tuple(root_translation.shape) != (frames, 3):
+        raise ValueError(f"root_translation must be ({frames}, 3), got {tuple(root_translation.shape)}")
+    if not (math.isfinite(fps) and fps > 0) or f"{1 / fps:.8f}" == "0.00000000":
+        raise ValueError(f"fps must be positive and below 1e8, got {fps}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be positive, got {scale}")
+    if sorted(order) != ["X", "Y", "Z"]:
+        raise ValueError(f"order must be a permutation of 'XYZ', got {order!r}")
+    names = list(skeleton.names if names is None else names)
+    if len(names) != num:
+        raise ValueError(f"names has {len(names)} entries for {num} joints")
+    for n in names:
+        # The reader splits on whitespace, so a name must be one non-empty token.
+        if not n or len(n.split()) != 1 or n != n.strip():
+            raise ValueError(f"joint name {n!r} must be non-empty and hold no whitespace")
+    if len(set(names)) != num:
+        raise ValueError(f"joint names must be unique: {sorted({n for n in names if names.count(n) > 1})}")
+    roots = [j for j, p in enumerate(skeleton.parents) if p < 0]
+    if len(roots) != 1:
+        raise ValueError(f"BVH holds one ROOT; the skeleton has {len(roots)} roots: {[names[j] for j in roots]}")
+    children: list[list[int]] = [[] for _ in range(num)]
+    for j, p in enumerate(skeleton.parents):
+        if p >= 0:
+            children[p].append(j)
+    end_sites = dict(end_sites or {})
+    for n, e in end_sites.items():
+        if n not in names or children[names.index(n)]:
+            raise ValueError(f"end_sites names {n!r}, which is not a leaf joint among `names`")
+        if len(e) != 3:
+            raise ValueError(f"end site of {n!r} must have 3 numbers, got {len(e)}")
+
+    rest = skeleton.rest_local.detach().cpu().double()
+    rest_rot, rest_pos = rest[:, :3, :3], rest[:, :3, 3]
+    # BVH stores rotations and offsets only: a scaled or sheared rest joint cannot be written.
+    err = (rest_rot.transpose(-1, -2) @ rest_rot - torch.eye(3, dtype=rest.dtype)).abs().amax((-1, -2))
+    bad = [names[j] for j in range(num) if err[j] > 1e-4 or torch.linalg.det(rest_rot[j]) < 0]
+    if bad:
+        raise ValueError(f"rest transforms of {bad} are not rigid (scale or mirror); BVH cannot store them")
+    rot = rotations.detach().cpu().double()
+    trans = root_translation.detach().cpu().double()
+    if not (torch.isfinite(rot).all() and torch.isfinite(trans).all()):
+        raise ValueError("rotations and root_translation must be finite")
+
+    deg = torch.rad2deg(matrix_to_euler(rest_rot @ rot, order)).numpy()  # (T, J, 3)
+    # Take each channel the short way round between frames: the same rotations, but tools that
+    # interpolate or filter the curves (Blender, MotionBuilder) see no 360-degree jumps.
+    deg = np.unwrap(deg, period=360.0, axis=0)
+    root = roots[0]
+    root_pos = (rest_pos[root] + trans).numpy() * scale  # (T, 3)
+    offsets = rest_pos.numpy() * scale
+
+    def num3(v: np.ndarray | Sequence[float]) -> str:
+        return " ".join(f"{float(x):.6f}" for x in v)
+
+    lines = ["HIERARCHY"]
+    written: list[int] = []  # joints in file order: the MOTION columns follow it
+    rot_chans = " ".join(f"{ax}rotation" for ax in order)
+
+    def emit(j: int, depth: int) -> None:
+        pad = "  " * depth
+        written.append(j)
+        lines.append(f"{pad}{'ROOT' if depth == 0 else 'JOINT'} {names[j]}")
+        lines.append(f"{pad}{{")
+        lines.append(f"{pad}  OFFSET {num3(offsets[j])}")
+        pos_chans = "6 Xposition Yposition Zposition " if depth == 0 else "3 "
+        lines.append(f"{pad}  CHANNELS {pos_chans}{rot_chans}")
+        for k in children[j]:
+            emit(k, depth + 1)
+        if not children[j]:
+            if names[j] in end_sites:
+                site = np.asarray(end_sites[names[j]], dtype=np.float64)
+            else:
+                # The bone from the parent, seen in this joint's frame, continued by a tenth.
+                bone = (rest_rot[j].T @ rest_pos[j]).numpy()
+                length = float(np.linalg.norm(bone))
+                site = 0.1 * bone if j != root and length > 1e-9 else np.array([0.0, 0.05, 0.0])
+            lines.extend([f"{pad}  End Site", f"{pad}  {{", f"{pad}    OFFSET {num3(site * scale)}", f"{pad}  }}"])
+        lines.append(f"{pad}}}")
+
+    emit(root, 0)
+    values = np.concatenate([root_pos, deg[:, written].reshape(frames, -1)], axis=1)  # (T, 3 + 3J)
+    lines += ["MOTION", f"Frames: {frames}", f"Frame Time: {1 / fps:.8f}"]
+    lines += [" ".join(f"{v:.6f}" for v in row) for row in values.tolist()]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())

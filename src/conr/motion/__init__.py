@@ -1,0 +1,1 @@
+"""Motion from a video of a person (`conr motion`): landmarks, joint rotations, a BVH file."""
