@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # One list, sorted out in run(): MODEL is absent with --procedural.
     p.add_argument("inputs", nargs="+", metavar="MODEL MOTION",
                    help="character model (.glb, .gltf, .vrm or .pmx; left out with --procedural), then the motion "
-                        "(.bvh, .vmd, .glb/.gltf/.vrm animation, or walk|wave|dance|stand|random)")
+                        "(.bvh, .vmd, .glb/.gltf/.vrm animation, a video of a person (.mp4, .mov, .webm ...; see "
+                        "`conr motion`), or walk|wave|dance|stand|random)")
     p.add_argument("--procedural", type=int, default=None, metavar="SEED",
                    help="use the procedural character of SEED (character 0 of `conr synth --seed SEED`) as the model")
     p.add_argument("--bone-map", default=None, metavar="FILE",

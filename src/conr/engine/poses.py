@@ -100,7 +100,16 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frame_range: 
     suffix = path.suffix.lower()
     if not path.exists():
         raise ConrError("motion file not found", path=path,
-                        hint=f"give a {', '.join(MOTION_SUFFIXES)} file or one of: {', '.join(PROCEDURAL_NAMES)}")
+                        hint=f"give a {', '.join(MOTION_SUFFIXES)} file, a video, or one of: {', '.join(PROCEDURAL_NAMES)}")
+    from conr.motion.estimator import VIDEO_SUFFIXES
+
+    if suffix in VIDEO_SUFFIXES:
+        # A video of a person: their motion, estimated as `conr motion` does.
+        from conr.motion.capture import capture
+
+        captured = capture(path, fps, frame_range)
+        return MotionSource(captured.skeleton.rest_global(), captured.globals(),
+                            {b: i for i, b in enumerate(HUMANOID_BONES)}, captured.fps, path.name, captured.warnings)
     if suffix == ".bvh":
         from conr.engine.formats.bvh import load_bvh
 
