@@ -375,6 +375,11 @@ def test_atomic_outputs_get_normal_permissions(tmp_path, umask_022):
         (tmp / "x").write_bytes(b"x")
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
     assert os.umask(0o022) == 0o022, "the umask is restored after reading it"
+    from conr.video import VideoWriter
+
+    with VideoWriter(tmp_path / "v.webm", fps=10) as writer:
+        writer.write(np.zeros((16, 16, 4), np.uint8))
+    assert stat.S_IMODE((tmp_path / "v.webm").stat().st_mode) == 0o644
 
 
 def test_atomic_outputs_follow_the_current_umask(tmp_path, umask_022):

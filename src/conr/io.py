@@ -379,6 +379,11 @@ def _check_udp(arr: np.ndarray, path: Path) -> np.ndarray:
     return arr
 
 
+def make_readable(path: str | Path) -> None:
+    """Give a file made by mkstemp (0600) the permissions open() would have given it."""
+    os.chmod(path, 0o666 & ~_current_umask())
+
+
 def _current_umask() -> int:
     """The process umask, read now (it may change while the program runs)."""
     # os.umask can only be read by setting it; 0o077 while it is swapped means a file another
@@ -398,7 +403,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get what open() would give
+        make_readable(tmp_path)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from conr.errors import ConrError
+from conr.io import make_readable
 
 _NAMED_COLORS = {
     "white": (255, 255, 255),
@@ -199,6 +200,7 @@ class VideoWriter:
         try:
             self._encode(None)
             self._container.close()
+            make_readable(self._tmp)
             os.replace(self._tmp, self.path)
         except BaseException:
             self._abort()
