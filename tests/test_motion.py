@@ -288,3 +288,15 @@ def test_bad_motion_inputs_get_clear_messages(tmp_path, capsys, case):
     for w in words:
         assert w in err, err
     assert not (tmp_path / "m.bvh").exists()
+
+
+def test_the_web_ui_service_moves_the_demo_character_like_the_person_in_a_video(tmp_path):
+    from conr.ui.service import RenderRequest, RenderService
+
+    video = _photo_video(tmp_path / "pan.mp4", frames=6)
+    service = RenderService(None, "cpu", workdir=tmp_path / "work")
+    req = RenderRequest(pose_source="demo", demo_seed=900006, motion_file=str(video), frames=3, fps=10)
+    result = service.render(req, tmp_path / "out")
+    assert result.frames == 3  # the video is cut to the frames asked for
+    assert result.mp4.stat().st_size > 1000
+    assert list((tmp_path / "work").iterdir()) == []

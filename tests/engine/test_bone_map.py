@@ -177,3 +177,10 @@ def test_long_bone_lists_are_cut(girl, tmp_path, capsys) -> None:
     names = [f"x{i}" for i in range(60)]
     write_bvh(path, names, list(range(-1, 59)), np.tile([[0.0, 1.0, 0.0]], (60, 1)), np.zeros((1, 3 + 3 * 60)))
     _fails(["poses", "--procedural", "3", str(path), "-o", str(tmp_path / "o")], capsys, "x39 and 20 more")
+
+
+def test_options_may_come_between_model_and_motion(models, tmp_path) -> None:
+    named, _ = models
+    out = tmp_path / "o"
+    assert main(["poses", str(named), "--size", "32", "walk", "-o", str(out), "--frames", "0:1"]) == 0
+    assert len(list(out.glob("*.npz"))) == 1

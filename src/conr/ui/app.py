@@ -72,8 +72,8 @@ def build_app(service: RenderService, concurrency: int = 1) -> gr.Blocks:
         """Render the character of the sheet (or the demo character of `demo_seed`) in every pose.
 
         pose_source: "frames" (pose_files: UDP .npz/.exr/16-bit .png, RGBA pose images, or .zip),
-        "model" (model_file .vrm/.glb/.zip with a .pmx, and motion_file .bvh/.vmd or the built-in
-        `motion`), or "demo" (the demo character's body in the built-in `motion`).
+        "model" (model_file .vrm/.glb/.zip with a .pmx), or "demo" (the demo character's body); the
+        last two move in motion_file (.bvh, .vmd, or a video of a person) or the built-in `motion`.
         Returns the MP4, the downloads [WebM, MOV, frames.zip, udp.zip] and a summary.
         """
         req = RenderRequest(sheet_files=_files(sheet_files), demo_seed=int(demo_seed or 0), pose_source=pose_source,
@@ -111,8 +111,8 @@ def build_app(service: RenderService, concurrency: int = 1) -> gr.Blocks:
                                      visible=False, elem_id="pose-files")
                 model_file = gr.File(label="3D model: .vrm, .glb, or a .zip with a .pmx and its textures",
                                      visible=False, elem_id="model-file")
-                motion_file = gr.File(label="Motion: .bvh or .vmd (empty: the built-in motion)", visible=False,
-                                      elem_id="motion-file")
+                motion_file = gr.File(label="Motion: .bvh, .vmd, or a video of a person (.mp4, .mov, .webm …); "
+                                            "empty: the built-in motion", elem_id="motion-file")
                 motion = gr.Dropdown(list(MOTIONS), value="dance", label="Built-in motion")
                 frames = gr.Slider(1, lim.max_frames, value=n_frames, step=1, label="Frames (built-in and 3D motions)")
                 preview_button = gr.Button("Preview poses")
@@ -137,7 +137,7 @@ def build_app(service: RenderService, concurrency: int = 1) -> gr.Blocks:
 
         def show_source(source: str) -> tuple:
             return (gr.update(visible=source == "frames"), gr.update(visible=source == "model"),
-                    gr.update(visible=source == "model"))
+                    gr.update(visible=source != "frames"))
 
         pose_source.change(show_source, pose_source, [pose_files, model_file, motion_file], api_visibility="private")
         sheet_files.change(show_sheet, [sheet_files, demo_seed], sheet_gallery, api_name="sheet")

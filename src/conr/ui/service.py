@@ -25,15 +25,17 @@ import numpy as np
 
 from conr.demo import DEFAULT_SEED as DEMO_SEED
 from conr.errors import ConrError
+from conr.motion.estimator import VIDEO_SUFFIXES
 from conr.pipeline import PoseSource, Renderer, find_poses, resolve_device
 from conr.uploads import Upload, UploadLimits, take_uploads
 
-POSE_SOURCES = ("frames", "model", "demo")  # uploaded pose frames, a 3D model + motion, the demo character's body
+# Uploaded pose frames; a 3D model in a motion; the demo character's own body in a motion.
+POSE_SOURCES = ("frames", "model", "demo")
 MOTIONS = ("dance", "walk", "wave", "stand", "random")
 SHEET_EXTS = {".png"}
 POSE_EXTS = {".npz", ".exr", ".png", ".zip"}
 MODEL_EXTS = {".vrm", ".glb", ".pmx", ".zip"}  # a .pmx usually travels in a .zip with its textures
-MOTION_EXTS = {".bvh", ".vmd"}
+MOTION_EXTS = {".bvh", ".vmd", *VIDEO_SUFFIXES}  # a video of a person: its motion, as `conr motion` finds it
 MAX_SHEET_VIEWS = 8
 # 3D poses are drawn at this size: the networks work at 128-512 px, and UDP frames are resized to them.
 POSE_SIZE = 384
@@ -196,44 +198,57 @@ class RenderService:
         if req.frames < 1:
             raise ConrError(f"the number of frames must be at least 1 (got {req.frames})")
         self._check_length(req.frames, req.fps)
-        if req.pose_source == "demo":
-            if req.motion not in MOTIONS:
-                raise ConrError(f"unknown built-in motion {req.motion!r}", hint=f"pick one of {', '.join(MOTIONS)}")
+        if req.pose_source == "demo" and not req.motion_file:
+            self._check_motion(req.motion)
             char = self._demo_character(ws / "demo_poses", req.demo_seed, req.motion, want)
             return find_poses(char / "udp"), []
-        if req.pose_source == "model":
-            return self._model_poses(ws, req, want, warn)
+        if req.pose_source in ("demo", "model"):
+            return self._posed_model(ws, req, want, warn)
         raise ConrError(f"unknown pose source {req.pose_source!r}", hint=f"use one of {', '.join(POSE_SOURCES)}")
 
-    def _model_poses(self, ws: Path, req: RenderRequest, frames: int, warn: Callable[[str], None]
-                     ) -> tuple[list[PoseSource], list[Upload]]:
-        from conr.engine.device import resolve_device as engine_device
-        from conr.engine.poses import make_poses
+    @staticmethod
+    def _check_motion(name: str) -> None:
+        if name not in MOTIONS:
+            raise ConrError(f"unknown built-in motion {name!r}", hint=f"pick one of {', '.join(MOTIONS)}")
 
-        if not req.model_file:
-            raise ConrError("no 3D model was given", hint="upload a .vrm or .glb file, or a .zip holding a .pmx "
-                                                        "model and its textures")
+    def _posed_model(self, ws: Path, req: RenderRequest, frames: int, warn: Callable[[str], None]
+                     ) -> tuple[list[PoseSource], list[Upload]]:
+        """A 3D model (uploaded, or the demo character's body) in a motion (uploaded or built in)."""
+        from conr.engine.device import resolve_device as engine_device
+        from conr.engine.formats import Model
+        from conr.engine.poses import make_poses, procedural_model
+
         lim = self.limits.uploads
-        model = take_uploads([req.model_file], ws / "model", MODEL_EXTS, "3D model", lim)
-        models = [m for m in model if m.path.suffix.lower() in (".vrm", ".glb", ".pmx")]
-        if len(models) != 1:
-            raise ConrError(f"expected one model file, found {len(models)}: "
-                            f"{', '.join(m.name for m in models) or 'none'}", Path(req.model_file).name,
-                            "upload one .vrm or .glb, or a .zip with exactly one .pmx model")
-        uploads = list(model)
+        uploads: list[Upload] = []
+        model: Path | Model
+        if req.pose_source == "demo":
+            model = procedural_model(req.demo_seed)
+        else:
+            if not req.model_file:
+                raise ConrError("no 3D model was given", hint="upload a .vrm or .glb file, or a .zip holding a .pmx "
+                                                            "model and its textures")
+            uploads = take_uploads([req.model_file], ws / "model", MODEL_EXTS, "3D model", lim)
+            models = [m for m in uploads if m.path.suffix.lower() in (".vrm", ".glb", ".pmx")]
+            if len(models) != 1:
+                raise ConrError(f"expected one model file, found {len(models)}: "
+                                f"{', '.join(m.name for m in models) or 'none'}", Path(req.model_file).name,
+                                "upload one .vrm or .glb, or a .zip with exactly one .pmx model")
+            model = models[0].path
         if req.motion_file:
             motion_up = take_uploads([req.motion_file], ws / "motion", MOTION_EXTS, "motion", lim)
             uploads += motion_up
             motion = str(motion_up[0].path)
         else:
-            if req.motion not in MOTIONS:
-                raise ConrError(f"unknown built-in motion {req.motion!r}", hint=f"pick one of {', '.join(MOTIONS)}")
+            self._check_motion(req.motion)
             motion = req.motion
+        # Built-in motions and videos are cut to the frames asked for before any work; BVH and VMD
+        # files are read whole, then cut.
+        cut_first = motion in MOTIONS or Path(motion).suffix.lower() in VIDEO_SUFFIXES
         dev = resolve_device(req.device if req.device != "auto" else self.default_device)
         device = engine_device("cuda" if dev.type == "cuda" else "cpu")
         # Textures do not change a UDP frame: the model's texture warnings are of no use here.
-        make_poses(models[0].path, motion, ws / "udp", size=POSE_SIZE, fps=req.fps,
-                   frame_range=(0, frames) if motion in MOTIONS else None, device=device, max_frames=frames,
+        make_poses(model, motion, ws / "udp", size=POSE_SIZE, fps=req.fps,
+                   frame_range=(0, frames) if cut_first else None, device=device, max_frames=frames,
                    warn=lambda s: None if "texture" in s else warn(s))
         return find_poses(ws / "udp"), uploads
 
