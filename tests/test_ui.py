@@ -40,7 +40,7 @@ def server(tmp_path_factory):
                       max_seconds=4.0)
     service = RenderService(None, "cpu", limits, work)
     port = _free_port()
-    app = serve(service, "127.0.0.1", port, concurrency=1, max_file_mb=2.0, block=False)
+    app = serve(service, "127.0.0.1", port, max_file_mb=2.0, block=False)
     yield f"http://127.0.0.1:{port}/", work, service
     app.close()
 
@@ -331,3 +331,30 @@ def test_a_browser_uploads_renders_and_finds_the_video(server, characters, tmp_p
         browser.close()
     assert shot.stat().st_size > 10_000
     assert list(work.iterdir()) == []
+
+
+def test_renders_take_turns_on_a_device(tmp_path):
+    """With one slot per device, two renders on the CPU never overlap."""
+    import time
+
+    from conr.ui.service import RenderService
+
+    service = RenderService(None, "cpu", workdir=tmp_path)
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def render() -> None:
+        with service.device_slot("cpu"):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.2)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=render) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1

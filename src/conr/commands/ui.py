@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--weights", metavar="PATH", help="weights as for `conr render` (default: the bundled model)")
     p.add_argument("--device", default="auto", help="default device: auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--concurrency", type=int, default=1, help="renders at the same time (default 1)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="renders at the same time on each device (default 1); others wait in the queue")
     p.add_argument("--max-frames", type=int, default=300, help="frames per render (default 300)")
     p.add_argument("--max-seconds", type=float, default=60.0, help="seconds of video per render (default 60)")
     p.add_argument("--max-files", type=int, default=500, help="files per input, zips expanded (default 500)")
@@ -52,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConrError(f"--{name.replace('_', '-')} must be positive")
     limits = UILimits(UploadLimits(max_files=args.max_files, max_file_mb=args.max_file_mb,
                                    max_total_mb=args.max_total_mb), args.max_frames, args.max_seconds)
-    service = RenderService(args.weights, args.device, limits, args.workdir)
+    service = RenderService(args.weights, args.device, limits, args.workdir, per_device=args.concurrency)
     print(f"conr ui: model {'bundled' if args.weights is None else args.weights} on {service.default_device}; "
           f"open http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(service, args.host, args.port, args.concurrency, args.max_file_mb)
+    serve(service, args.host, args.port, args.max_file_mb)
     return 0

@@ -2,7 +2,7 @@
 
 The Render button is also an API (`api_name="render"`): `gradio_client.Client(url).predict(...,
 api_name="/render")` with the same parameters as `render` below. Renders wait in Gradio's queue,
-`concurrency` at a time; the page shows the place in the queue, then frames done and the ETA.
+`--concurrency` at a time on each device; the page shows the place in the queue, then frames done and the ETA.
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ def _files(value: list[str] | str | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def build_app(service: RenderService, concurrency: int = 1) -> gr.Blocks:
+def build_app(service: RenderService) -> gr.Blocks:
+    """The page; renders run `service.per_device` at a time on each device (the service waits for a
+    slot), so Gradio lets that many per device through its queue."""
     lim = service.limits
+    concurrency = service.per_device * (len(_device_choices()) - 1)
     n_frames = min(48, lim.max_frames)
 
     def show_sheet(files: list[str] | None = None, seed: float | None = DEMO_SEED) -> list[tuple]:
@@ -144,19 +147,18 @@ def build_app(service: RenderService, concurrency: int = 1) -> gr.Blocks:
         demo_seed.submit(show_sheet, [sheet_files, demo_seed], sheet_gallery, api_visibility="private")
         app.load(show_sheet, [sheet_files, demo_seed], sheet_gallery, api_visibility="private")
         preview_button.click(preview, [pose_source, pose_files, model_file, motion_file, motion, frames, fps, demo_seed],
-                             pose_gallery, api_name="preview", concurrency_limit=concurrency, concurrency_id="device")
+                             pose_gallery, api_name="preview", concurrency_limit=concurrency)
         render_button.click(render, [sheet_files, demo_seed, pose_source, pose_files, model_file, motion_file, motion,
                                      frames, fps, background, size, precision, device],
-                            [video, downloads, status], api_name="render", concurrency_limit=concurrency,
-                            concurrency_id="device")
+                            [video, downloads, status], api_name="render", concurrency_limit=concurrency)
     app.queue(default_concurrency_limit=concurrency)
     return app
 
 
-def serve(service: RenderService, host: str = "127.0.0.1", port: int = 7860, concurrency: int = 1,
-          max_file_mb: float = 50.0, block: bool = True) -> gr.Blocks:
+def serve(service: RenderService, host: str = "127.0.0.1", port: int = 7860, max_file_mb: float = 50.0,
+          block: bool = True) -> gr.Blocks:
     """Start the server; with `block=False` return at once (tests), else serve until Ctrl-C."""
-    app = build_app(service, concurrency)
+    app = build_app(service)
     app.launch(server_name=host, server_port=port, max_file_size=f"{max_file_mb:g}mb", ssr_mode=False,
                prevent_thread_lock=not block, show_error=True, quiet=not block, theme=THEME,
                footer_links=["api"])

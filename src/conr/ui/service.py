@@ -110,7 +110,8 @@ class RenderService:
     """Renders requests with one model kept in memory; safe to call from several threads."""
 
     def __init__(self, weights: str | None = None, device: str = "auto", limits: UILimits | None = None,
-                 workdir: str | Path | None = None):
+                 workdir: str | Path | None = None, per_device: int = 1):
+        """`per_device`: renders at the same time on one device; more wait for their turn."""
         from conr.weights import load_model
 
         self.weights = weights
@@ -118,9 +119,11 @@ class RenderService:
         self.limits = limits or UILimits()
         self.workdir = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "conr-ui"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._master = load_model(weights)  # on the CPU; each device gets its own copy
-        self._models = {self.default_device: self._master.to(self.default_device)}
+        self._master = load_model(weights).to(self.default_device)  # other devices get copies of it
+        self._models = {self.default_device: self._master}
         self._lock = threading.Lock()
+        self.per_device = per_device
+        self._slots: dict[str, threading.Semaphore] = {}
 
     @property
     def image_size(self) -> int:
@@ -132,6 +135,15 @@ class RenderService:
             if dev not in self._models:
                 self._models[dev] = copy.deepcopy(self._models[self.default_device]).to(dev)
         return Renderer(self._models[dev], device=dev, precision=precision, size=size)  # type: ignore[arg-type]
+
+    @contextmanager
+    def device_slot(self, device: str) -> Iterator[None]:
+        """Wait for a free render slot on `device` (renders on different devices run side by side)."""
+        dev = str(resolve_device(device if device != "auto" else self.default_device))
+        with self._lock:
+            slot = self._slots.setdefault(dev, threading.Semaphore(self.per_device))
+        with slot:
+            yield
 
     @contextmanager
     def workspace(self) -> Iterator[Path]:
@@ -281,9 +293,9 @@ class RenderService:
         background = parse_color(req.background)
         if req.precision not in ("fp32", "fast"):
             raise ConrError(f"unknown precision {req.precision!r}", hint="use fp32 or fast")
-        start = time.perf_counter()
         warnings: list[str] = []
-        with self.workspace() as ws:
+        with self.device_slot(req.device), self.workspace() as ws:
+            start = time.perf_counter()
             uploads: list[Upload] = []
             try:
                 renderer = self.renderer(req.device, req.precision, req.size)
