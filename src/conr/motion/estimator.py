@@ -9,6 +9,8 @@ later releases download their models at run time. It is installed without its de
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -100,6 +102,53 @@ def open_video(path: str | Path, fps: float | None = None, frame_range: tuple[in
     return VideoInfo(out_fps, source_fps, width, height), frames()
 
 
+# Start-up notices MediaPipe's C++ and TFLite print straight to file descriptor 2.
+_NATIVE_NOISE = (b"INFO: ", b"WARNING: All log messages before absl", b"I0000 ", b"W0000 ")
+
+
+@contextmanager
+def _native_notices_dropped() -> Iterator[None]:
+    """Pass what reaches file descriptor 2 through, minus MediaPipe's native start-up notices: a
+    command line owes its user our own messages and progress bar, not the graph's internals."""
+    import threading
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+
+    def noise(line: bytes) -> bool:
+        return line.lstrip(b"\r").startswith(_NATIVE_NOISE)
+
+    def maybe_noise(partial: bytes) -> bool:  # the start of a line that may still turn out to be noise
+        head = partial.lstrip(b"\r")
+        return any(n.startswith(head) or head.startswith(n) for n in _NATIVE_NOISE)
+
+    def forward() -> None:
+        held = b""
+        with os.fdopen(read, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                *lines, held = (held + chunk).split(b"\n")
+                kept = b"".join(line + b"\n" for line in lines if not noise(line))
+                if held and not maybe_noise(held):  # a progress bar redraws without a newline
+                    kept, held = kept + held, b""
+                if kept:
+                    os.write(saved, kept)
+        if held and not noise(held):
+            os.write(saved, held)
+
+    thread = threading.Thread(target=forward, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last writer: the thread sees the end and stops
+        thread.join(timeout=5)
+        os.close(saved)
+
+
 def _pose_model():  # -> mediapipe's Pose
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logs: warnings and errors only
     try:
@@ -121,7 +170,7 @@ def track_frames(frames: Iterable[np.ndarray], fps: float, progress: Callable[[i
     """Run the pose landmarker on RGB uint8 frames of one video (the tracker uses the previous frame)."""
     world, image, vis, found = [], [], [], []
     width = height = 0
-    with _pose_model() as pose:
+    with _native_notices_dropped(), _pose_model() as pose:
         for n, rgb in enumerate(frames):
             height, width = rgb.shape[:2]
             result = pose.process(np.ascontiguousarray(rgb))
