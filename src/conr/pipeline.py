@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from conr.errors import ConrError
-from conr.io import UDP_EXTS, list_inputs, read_rgba, read_udp
+from conr.io import list_inputs, read_rgba
+from conr.udp_files import UDP_EXTS, read_udp
 from conr.models import CharacterSheet, CoNR
 from conr.preprocess import PreparedImage, PreparedUDP, prepare_image, prepare_udp, to_uint8, uncrop
 

@@ -26,7 +26,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from conr.errors import ConrError
-from conr.io import read_png_header, read_rgba, read_udp
+from conr.io import read_png_header, read_rgba
+from conr.udp_files import read_udp
 from conr.preprocess import Crop, prepare_image, prepare_udp, premultiply, apply_crop, square_crop, to_unit
 from conr.training.correspondence import correspondence_flow
 
