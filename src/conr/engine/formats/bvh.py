@@ -94,7 +94,6 @@ def load_bvh(path: str | Path) -> BvhMotion:
     channels: list[list[str]] = []
 
     def joint(parent: int) -> None:
-        nonlocal pos
         name, _ = take()
         take("{")
         idx = len(names)
