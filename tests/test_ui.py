@@ -234,7 +234,19 @@ BAD_UPLOADS = {
     "too long": (lambda t, c: {"pose_source": "demo", "frames": 5, "fps": 1}, ["5.0 s", "at most 4 s"]),
     "no 3d model": (lambda t, c: {"pose_source": "model"}, ["no 3D model"]),
     "bad colour": (lambda t, c: {"background": "sky"}, ["sky", "colour"]),
+    "nine views": (lambda t, c: {"sheet_files": sorted((c / "sheet").glob("*.png")) * 5}, ["10 images", "at most 8"]),
+    "two models": (lambda t, c: {"pose_source": "model", "model_file": _two_models(t)}, ["found 2", "one .pmx"]),
+    "motion of text": (lambda t, c: {"pose_source": "demo", "motion_file": _file(t, "dance.txt", b"x")},
+                       ["dance.txt", ".bvh"]),
 }
+
+
+def _two_models(tmp_path: Path) -> Path:
+    path = tmp_path / "models.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a/a.pmx", b"PMX ")
+        zf.writestr("b/b.pmx", b"PMX ")
+    return path
 
 
 def _file(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -280,6 +292,9 @@ def test_each_bad_upload_gets_its_message(server, characters, tmp_path, case):
            "pose_files": sorted((char / "udp").glob("*.npz")), **change(tmp_path, char)}
     for key in ("sheet_files", "pose_files"):
         req[key] = [handle_file(str(p)) for p in req[key]]
+    for key in ("model_file", "motion_file"):
+        if key in req:
+            req[key] = handle_file(str(req[key]))
     with pytest.raises(AppError) as err:
         _render(url, **req)
     message = str(err.value)
