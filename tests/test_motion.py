@@ -196,7 +196,10 @@ def test_bvh_written_and_read_back_is_the_same_motion(tmp_path):
 
 # ---------------------------------------------------------------------------------------- the real estimator
 
-mediapipe = pytest.importorskip("mediapipe", reason="MediaPipe is not installed: see the README's set-up")
+@pytest.fixture
+def landmarker() -> None:
+    """Tests of the real estimator need MediaPipe (the README's set-up installs it)."""
+    pytest.importorskip("mediapipe", reason="MediaPipe is not installed: see the README's set-up")
 
 
 def _astronaut() -> np.ndarray:
@@ -204,7 +207,7 @@ def _astronaut() -> np.ndarray:
     return skimage_data.astronaut()  # 512 x 512 RGB: a person facing the camera, head to hips
 
 
-def test_the_estimator_finds_the_person_in_a_real_photograph():
+def test_the_estimator_finds_the_person_in_a_real_photograph(landmarker):
     from conr.motion.estimator import track_frames
     from conr.motion.solve import solve_rotations
 
@@ -237,7 +240,7 @@ def _photo_video(path: Path, frames: int = 10, blank: tuple[int, ...] = ()) -> P
     return path
 
 
-def test_conr_motion_then_conr_poses_then_render(tmp_path, capsys):
+def test_conr_motion_then_conr_poses_then_render(landmarker, tmp_path, capsys):
     video = _photo_video(tmp_path / "pan.mp4", frames=10, blank=(4,))
     bvh = tmp_path / "pan.bvh"
     assert main(["motion", str(video), "--out", str(bvh), "--quiet"]) == 0
@@ -258,7 +261,7 @@ def test_conr_motion_then_conr_poses_then_render(tmp_path, capsys):
     assert (out / "dance.mp4").stat().st_size > 1000 and len(list(out.glob("*.png"))) == 3
 
 
-def test_conr_poses_takes_a_video_directly(tmp_path):
+def test_conr_poses_takes_a_video_directly(landmarker, tmp_path):
     video = _photo_video(tmp_path / "pan.mp4", frames=4)
     out = tmp_path / "poses"
     assert main(["poses", "--procedural", "900003", str(video), "-o", str(out), "--size", "48"]) == 0
@@ -266,7 +269,7 @@ def test_conr_poses_takes_a_video_directly(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["not a video", "nobody", "bad output name", "bad fps"])
-def test_bad_motion_inputs_get_clear_messages(tmp_path, capsys, case):
+def test_bad_motion_inputs_get_clear_messages(landmarker, tmp_path, capsys, case):
     video = tmp_path / "in.mp4"
     args = ["motion", str(video), "--out", str(tmp_path / "m.bvh"), "--quiet"]
     if case == "not a video":
@@ -290,7 +293,7 @@ def test_bad_motion_inputs_get_clear_messages(tmp_path, capsys, case):
     assert not (tmp_path / "m.bvh").exists()
 
 
-def test_the_web_ui_service_moves_the_demo_character_like_the_person_in_a_video(tmp_path):
+def test_the_web_ui_service_moves_the_demo_character_like_the_person_in_a_video(landmarker, tmp_path):
     from conr.ui.service import RenderRequest, RenderService
 
     video = _photo_video(tmp_path / "pan.mp4", frames=6)
