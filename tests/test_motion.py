@@ -303,3 +303,17 @@ def test_the_web_ui_service_moves_the_demo_character_like_the_person_in_a_video(
     assert result.frames == 3  # the video is cut to the frames asked for
     assert result.mp4.stat().st_size > 1000
     assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_fps_and_frames_pick_the_video_frames(tmp_path):
+    from conr.motion.estimator import open_video
+
+    video = _photo_video(tmp_path / "pan.mp4", frames=10)  # 10 fps, 1 s
+    assert sum(1 for _ in open_video(video)[1]) == 10
+    info, frames = open_video(video, fps=5)
+    assert info.fps == 5 and sum(1 for _ in frames) == 5
+    firsts = [f[0, 0].copy() for f in open_video(video, fps=5)[1]]
+    every_other = [f[0, 0].copy() for k, f in enumerate(open_video(video)[1]) if k % 2 == 0]
+    np.testing.assert_array_equal(firsts, every_other)
+    assert sum(1 for _ in open_video(video, frame_range=(2, 6))[1]) == 4
+    assert sum(1 for _ in open_video(video, fps=20, frame_range=(0, 100))[1]) == 20

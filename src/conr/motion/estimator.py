@@ -82,17 +82,30 @@ def open_video(path: str | Path, fps: float | None = None, frame_range: tuple[in
 
     def frames() -> Iterator[np.ndarray]:
         k = 0  # the next output frame
+
+        def until(limit: float, frame) -> Iterator[np.ndarray]:
+            """Output frames k with k / out_fps < limit, all showing `frame`."""
+            nonlocal k
+            rgb = None
+            while k / out_fps < limit - 1e-9 and (end is None or k < end):
+                if k >= start:
+                    rgb = frame.to_ndarray(format="rgb24") if rgb is None else rgb
+                    yield rgb
+                k += 1
+
         try:
+            t0, frame, shown = None, None, 0.0
             for i, frame in enumerate(container.decode(stream)):
+                # Frame times from the stream (phones record at a varying rate), else from the index.
+                t = frame.time
+                t0 = t if t0 is None and t is not None else t0
+                shown = (t - t0) if t is not None and t0 is not None else i / source_fps
                 # Output frame k shows the source frame nearest to its time k / out_fps.
-                rgb = None
-                while k / out_fps < (i + 0.5) / source_fps - 1e-9:
-                    if end is not None and k >= end:
-                        return
-                    if k >= start:
-                        rgb = frame.to_ndarray(format="rgb24") if rgb is None else rgb
-                        yield rgb
-                    k += 1
+                yield from until(shown + 0.5 / source_fps, frame)
+                if end is not None and k >= end:
+                    return
+            if frame is not None:  # the last frame lasts a whole frame period
+                yield from until(shown + 1.0 / source_fps, frame)
         except av.error.FFmpegError as e:
             raise ConrError(f"the video is corrupt or truncated after {k} frames ({e})", path,
                             "export it again, or pick the good part with --frames") from None
