@@ -302,6 +302,9 @@ def test_the_web_ui_service_moves_the_demo_character_like_the_person_in_a_video(
     result = service.render(req, tmp_path / "out")
     assert result.frames == 3  # the video is cut to the frames asked for
     assert result.mp4.stat().st_size > 1000
+    from conr.engine.formats.bvh import load_bvh
+
+    assert result.bvh is not None and load_bvh(result.bvh).num_frames == 3  # the motion, to download
     assert list((tmp_path / "work").iterdir()) == []
 
 

@@ -77,7 +77,8 @@ def build_app(service: RenderService) -> gr.Blocks:
         pose_source: "frames" (pose_files: UDP .npz/.exr/16-bit .png, RGBA pose images, or .zip),
         "model" (model_file .vrm/.glb/.zip with a .pmx), or "demo" (the demo character's body); the
         last two move in motion_file (.bvh, .vmd, or a video of a person) or the built-in `motion`.
-        Returns the MP4, the downloads [WebM, MOV, frames.zip, udp.zip] and a summary.
+        Returns the MP4, the downloads [WebM, MOV, frames.zip, udp.zip, and motion.bvh when the
+        motion came from a video] and a summary.
         """
         req = RenderRequest(sheet_files=_files(sheet_files), demo_seed=int(demo_seed or 0), pose_source=pose_source,
                             pose_files=_files(pose_files), model_file=model_file, motion_file=motion_file,
@@ -90,8 +91,7 @@ def build_app(service: RenderService) -> gr.Blocks:
             result = service.render(req, out, lambda f, s: progress(f, desc=s))
         except ConrError as e:
             raise gr.Error(str(e)) from None
-        return (str(result.mp4), [str(result.webm), str(result.mov), str(result.frames_zip), str(result.udp_zip)],
-                result.summary())
+        return str(result.mp4), [str(p) for p in result.downloads()], result.summary()
 
     with gr.Blocks(title="conr", analytics_enabled=False, delete_cache=(600, 3600)) as app:
         gr.Markdown(ABOUT)
@@ -132,7 +132,8 @@ def build_app(service: RenderService) -> gr.Blocks:
                     device = gr.Dropdown(_device_choices(), value="auto", label="Device")
                 render_button = gr.Button("Render", variant="primary", elem_id="render")
                 video = gr.Video(label="Result", autoplay=True, loop=True, elem_id="result-video")
-                downloads = gr.File(label="Downloads: WebM and MOV with transparency, RGBA PNG frames, UDP frames",
+                downloads = gr.File(label="Downloads: WebM and MOV with transparency, RGBA PNG frames, UDP frames "
+                                          "(and the BVH of a video's motion)",
                                     file_count="multiple", elem_id="downloads")
                 status = gr.Markdown(elem_id="status")
         gr.Markdown(f"Limits of this server: {lim.max_frames} frames, {lim.max_seconds:g} s of video, "

@@ -39,6 +39,8 @@ MOTION_EXTS = {".bvh", ".vmd", *VIDEO_SUFFIXES}  # a video of a person: its moti
 MAX_SHEET_VIEWS = 8
 # 3D poses are drawn at this size: the networks work at 128-512 px, and UDP frames are resized to them.
 POSE_SIZE = 384
+# Where a request keeps the motion found in an uploaded video.
+CAPTURED_BVH = "captured.bvh"
 # The procedural demo character's images and UDP frames are drawn at this size.
 DEMO_SIZE = 256
 
@@ -84,6 +86,10 @@ class RenderResult:
     seconds: float
     device: str
     warnings: list[str]
+    bvh: Path | None = None  # the motion found in an uploaded video
+
+    def downloads(self) -> list[Path]:
+        return [self.webm, self.mov, self.frames_zip, self.udp_zip] + ([self.bvh] if self.bvh else [])
 
     def summary(self) -> str:
         rate = self.frames / self.seconds if self.seconds > 0 else float("inf")
@@ -250,12 +256,21 @@ class RenderService:
             motion_up = take_uploads([req.motion_file], ws / "motion", MOTION_EXTS, "motion", lim)
             uploads += motion_up
             motion = str(motion_up[0].path)
+            if motion_up[0].path.suffix.lower() in VIDEO_SUFFIXES:
+                # The person's motion, as `conr motion` finds it; kept as a BVH for the downloads.
+                from conr.motion.capture import capture
+
+                captured = capture(motion, req.fps, (0, frames))
+                for w in captured.warnings:
+                    warn(w)
+                captured.save_bvh(ws / CAPTURED_BVH)
+                motion = str(ws / CAPTURED_BVH)
         else:
             self._check_motion(req.motion)
             motion = req.motion
-        # Built-in motions and videos are cut to the frames asked for before any work; BVH and VMD
-        # files are read whole, then cut.
-        cut_first = motion in MOTIONS or Path(motion).suffix.lower() in VIDEO_SUFFIXES
+        # Built-in motions (and videos, above) are cut to the frames asked for before any work; BVH
+        # and VMD files are read whole, then cut.
+        cut_first = motion in MOTIONS
         dev = resolve_device(req.device if req.device != "auto" else self.default_device)
         device = engine_device("cuda" if dev.type == "cuda" else "cpu")
         # Textures do not change a UDP frame: the model's texture warnings are of no use here.
@@ -286,7 +301,7 @@ class RenderService:
 
     def render(self, req: RenderRequest, out: Path, progress: Progress = lambda f, s: None) -> RenderResult:
         """Render a request; the downloads land in `out` (a folder the caller serves and cleans)."""
-        from conr.io import read_rgba
+        from conr.io import atomic_write_bytes, read_rgba
         from conr.outputs import encode_video, render_to_folder, zip_files
         from conr.video import parse_color
 
@@ -331,10 +346,14 @@ class RenderService:
                 udp_files = sorted((frames_dir / "udp").glob("*.npz")) if poses[0].kind == "image" else \
                     [p.path for p in poses]
                 udp_zip = zip_files(udp_files, out / "udp.zip", "udp")
+                bvh = None
+                if (ws / CAPTURED_BVH).is_file():
+                    bvh = out / "motion.bvh"
+                    atomic_write_bytes(bvh, (ws / CAPTURED_BVH).read_bytes())
             except ConrError as e:
                 raise _public(e, ws, uploads) from None
         return RenderResult(videos["mp4"], videos["webm"], videos["mov"], frames_zip, udp_zip, n,
-                            time.perf_counter() - start, str(renderer.device), warnings)
+                            time.perf_counter() - start, str(renderer.device), warnings, bvh)
 
 
 def _over_white(rgba: np.ndarray) -> np.ndarray:
