@@ -34,7 +34,7 @@ def make_demo(out: str | Path, seed: int = DEFAULT_SEED, frames: int = 48, fps: 
     from tqdm import tqdm
 
     from conr.engine.synth import synthesize
-    from conr.outputs import encode_video, render_to_folder
+    from conr.outputs import encode_videos, render_to_folder
     from conr.pipeline import Renderer, find_poses
     from conr.weights import BUNDLED
 
@@ -52,8 +52,7 @@ def make_demo(out: str | Path, seed: int = DEFAULT_SEED, frames: int = 48, fps: 
         bar = tqdm(total=len(poses), desc="rendering", unit="frame", disable=not progress)
         written = render_to_folder(renderer, sheet, poses, tmp / "frames", on_frame=lambda: bar.update(1))
         bar.close()
-        for name in ("demo.mp4", "demo.webm"):
-            encode_video(written, tmp / name, fps)
+        encode_videos(written, [tmp / "demo.mp4", tmp / "demo.webm"], fps)
     char = out / "character" / "char_0000"
     return DemoResult(out, char / "sheet", [out / "frames" / p.name for p in written],
                       [out / "demo.mp4", out / "demo.webm"])

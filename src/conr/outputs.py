@@ -8,6 +8,7 @@ whole or not at all (written under a temporary name, then renamed).
 from __future__ import annotations
 
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -36,14 +37,20 @@ def render_to_folder(renderer: Renderer, sheet: CharacterSheet, poses: Sequence[
     return written
 
 
-def encode_video(frames: Sequence[Path], video: Path, fps: float, background: tuple[int, int, int] | str = "white",
-                 premultiplied: bool = True, on_frame: Callable[[], None] = lambda: None) -> Path:
-    """Encode RGBA PNG frames written by `render_to_folder` into one video (format from the suffix)."""
-    with VideoWriter(video, fps=fps, background=background, premultiplied=premultiplied) as writer:
+def encode_videos(frames: Sequence[Path], videos: Sequence[Path], fps: float,
+                  background: tuple[int, int, int] | str = "white", premultiplied: bool = True,
+                  on_frame: Callable[[], None] = lambda: None) -> list[Path]:
+    """Encode RGBA PNG frames written by `render_to_folder` into each of `videos` (format from the
+    suffix), reading every frame once."""
+    with ExitStack() as stack:
+        writers = [stack.enter_context(VideoWriter(v, fps=fps, background=background, premultiplied=premultiplied))
+                   for v in videos]
         for path in frames:
-            writer.write(read_frame(path))
+            rgba = read_frame(path)
+            for writer in writers:
+                writer.write(rgba)
             on_frame()
-    return video
+    return list(videos)
 
 
 def zip_files(files: Sequence[Path], archive: Path, folder: str = "") -> Path:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from conr.allocator import keep_freed_memory
-    from conr.outputs import encode_video, render_to_folder
+    from conr.outputs import encode_videos, render_to_folder
     from conr.pipeline import Renderer, find_poses, find_sheets, resolve_device
     from conr.video import parse_color
 
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
     if video is not None:
         bar = tqdm(total=len(poses), desc="encoding video", unit="frame", disable=not progress, leave=False)
-        encode_video([out / f"{s.name}.png" for s in poses], video, args.fps, background,
-                     premultiplied=args.alpha == "premultiplied", on_frame=lambda: bar.update(1))
+        encode_videos([out / f"{s.name}.png" for s in poses], [video], args.fps, background,
+                      premultiplied=args.alpha == "premultiplied", on_frame=lambda: bar.update(1))
         bar.close()
         print(f"video: {video}", file=sys.stderr)
     return 0

@@ -302,7 +302,7 @@ class RenderService:
     def render(self, req: RenderRequest, out: Path, progress: Progress = lambda f, s: None) -> RenderResult:
         """Render a request; the downloads land in `out` (a folder the caller serves and cleans)."""
         from conr.io import atomic_write_bytes, read_rgba
-        from conr.outputs import encode_video, render_to_folder, zip_files
+        from conr.outputs import encode_videos, render_to_folder, zip_files
         from conr.video import parse_color
 
         background = parse_color(req.background)
@@ -336,11 +336,10 @@ class RenderService:
                 frames = render_to_folder(renderer, sheet, poses, frames_dir, save_udp=True,
                                           on_frame=step("rendering frame", 0.05, 0.75))
                 out.mkdir(parents=True, exist_ok=True)
-                videos = {}
-                for k, ext in enumerate(("mp4", "webm", "mov")):
-                    done[0] = 0
-                    videos[ext] = encode_video(frames, out / f"render.{ext}", req.fps, background,
-                                               on_frame=step(f"encoding {ext.upper()}", 0.8 + 0.06 * k, 0.06))
+                done[0] = 0
+                exts = ("mp4", "webm", "mov")
+                videos = dict(zip(exts, encode_videos(frames, [out / f"render.{e}" for e in exts], req.fps,
+                                                      background, on_frame=step("encoding videos", 0.8, 0.18))))
                 progress(0.98, "packing the zips")
                 frames_zip = zip_files(frames, out / "frames.zip", "frames")
                 udp_files = sorted((frames_dir / "udp").glob("*.npz")) if poses[0].kind == "image" else \
