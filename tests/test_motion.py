@@ -164,13 +164,13 @@ def test_left_and_right_mixed_up_by_the_estimator_are_put_back():
     track = track_of(truth)
     wrong = np.zeros(20, bool)
     wrong[[0, 1, 7, 8, 9, 15]] = True  # the reading seen from behind: sides swapped, depth reversed
-    world, image, vis = track.world.copy(), track.image.copy(), track.visibility.copy()
-    world[wrong], image[wrong], vis[wrong] = swapped(world[wrong], image[wrong], vis[wrong])
+    world, image = track.world.copy(), track.image.copy()
+    world[wrong], image[wrong] = swapped(world[wrong], image[wrong])
     np.testing.assert_array_equal(choose_sides(world, track.found), wrong)
     legs = track.world.copy()
     legs[5, [INDEX["left_knee"], INDEX["right_knee"]]] = legs[5, [INDEX["right_knee"], INDEX["left_knee"]]]
     legs[5, [INDEX["left_hip"], INDEX["right_hip"]]] = legs[5, [INDEX["right_hip"], INDEX["left_hip"]]]
-    fixed = untwist_legs(legs, track.image.copy(), track.visibility.copy())
+    fixed = untwist_legs(legs, track.image.copy())
     assert fixed.tolist() == [k == 5 for k in range(20)]
     np.testing.assert_array_equal(legs[5, INDEX["left_knee"]], track.world[5, INDEX["left_knee"]])
 

@@ -92,9 +92,8 @@ def motion_from_track(track: PoseTrack, smooth: OneEuro | None = OneEuro()) -> C
     warnings = [w for w in [_gap_warning(track.found)] if w]
     world, image = track.world.copy(), track.image.copy()
     flip = choose_sides(world, track.found)
-    visibility = track.visibility.copy()
-    world[flip], image[flip], visibility[flip] = swapped(world[flip], image[flip], visibility[flip])
-    untwist_legs(world, image, visibility)
+    world[flip], image[flip] = swapped(world[flip], image[flip])
+    untwist_legs(world, image)
     world, image = fill_gaps(world, track.found), fill_gaps(image, track.found)
     if smooth is not None:
         world, image = smooth(world, track.fps), smooth(image, track.fps)

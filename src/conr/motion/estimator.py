@@ -73,7 +73,7 @@ def open_video(path: str | Path, fps: float | None = None, frame_range: tuple[in
                         "scale the video down first (e.g. ffmpeg -vf scale=1280:-2)")
     rate = stream.average_rate or stream.guessed_rate
     source_fps = float(rate) if rate else 30.0
-    out_fps = fps or source_fps
+    out_fps = source_fps if fps is None else fps
     if not out_fps > 0:
         container.close()
         raise ConrError(f"frame rate must be positive, got {fps}")
@@ -163,7 +163,6 @@ def _native_notices_dropped() -> Iterator[None]:
 
 
 def _pose_model():  # -> mediapipe's Pose
-    os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logs: warnings and errors only
     try:
         import mediapipe as mp
     except ImportError as e:

@@ -20,10 +20,14 @@ _SWAP = np.array([INDEX[n.replace("left", "@").replace("right", "left").replace(
 _FACING_PRIOR = 0.03
 
 
-def swapped(world: np.ndarray, image: np.ndarray, visibility: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The other reading of landmarks (..., 33, k): left and right exchanged, depth reversed."""
-    w = world[..., _SWAP, :] * np.array([1.0, 1.0, -1.0])
-    return w, image[..., _SWAP, :], visibility[..., _SWAP]
+def swapped(world: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The other reading of landmarks, (..., 33, 3) world and (..., 33, 2) image: left and right
+    exchanged, depth reversed."""
+    return _other_world(world), image[..., _SWAP, :]
+
+
+def _other_world(world: np.ndarray) -> np.ndarray:
+    return world[..., _SWAP, :] * np.array([1.0, 1.0, -1.0])
 
 
 def facing_z(world: np.ndarray) -> np.ndarray:
@@ -43,14 +47,14 @@ for _p in _LEG_PARTS:
     _LEGS_SWAPPED[[INDEX[f"left_{_p}"], INDEX[f"right_{_p}"]]] = INDEX[f"right_{_p}"], INDEX[f"left_{_p}"]
 
 
-def untwist_legs(world: np.ndarray, image: np.ndarray, visibility: np.ndarray) -> np.ndarray:
+def untwist_legs(world: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Swap the leg labels, in place, of frames whose hip line points against the shoulder line (a
     torso cannot turn half-way round: the landmarker mixed up the legs alone). Returns that mask."""
     i = INDEX
     hips = world[:, i["left_hip"]] - world[:, i["right_hip"]]
     shoulders = world[:, i["left_shoulder"]] - world[:, i["right_shoulder"]]
     bad = (hips * shoulders).sum(-1) < 0
-    for a in (world, image, visibility):
+    for a in (world, image):
         a[bad] = a[bad][:, _LEGS_SWAPPED]
     return bad
 
@@ -61,7 +65,7 @@ def choose_sides(world: np.ndarray, found: np.ndarray) -> np.ndarray:
     swap = np.zeros(len(found), bool)
     if len(idx) == 0:
         return swap
-    readings = np.stack([world[idx], swapped(world[idx], world[idx][..., :2], world[idx][..., 0])[0]])  # (2, n, 33, 3)
+    readings = np.stack([world[idx], _other_world(world[idx])])  # (2, n, 33, 3)
     unary = _FACING_PRIOR * np.maximum(0.0, -facing_z(readings))  # (2, n)
     cost = unary[:, 0].copy()
     back = np.zeros((len(idx), 2), int)
