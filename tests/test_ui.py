@@ -236,6 +236,8 @@ BAD_UPLOADS = {
     "bad colour": (lambda t, c: {"background": "sky"}, ["sky", "colour"]),
     "nine views": (lambda t, c: {"sheet_files": sorted((c / "sheet").glob("*.png")) * 5}, ["10 images", "at most 8"]),
     "two models": (lambda t, c: {"pose_source": "model", "model_file": _two_models(t)}, ["found 2", "one .pmx"]),
+    "corrupt model": (lambda t, c: {"pose_source": "model", "model_file": _file(t, "broken.glb", b"glTF junk")},
+                      ["broken.glb"]),
     "motion of text": (lambda t, c: {"pose_source": "demo", "motion_file": _file(t, "dance.txt", b"x")},
                        ["dance.txt", ".bvh"]),
 }

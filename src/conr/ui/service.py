@@ -98,6 +98,19 @@ class RenderResult:
         return "\n\n".join(lines)
 
 
+@dataclass
+class _Request:
+    """One request's own folder, and the visitor's files taken into it so far."""
+
+    folder: Path
+    uploads: list[Upload] = field(default_factory=list)
+
+    def take(self, files: Sequence[str], sub: str, exts: set[str], what: str, limits: UploadLimits) -> list[Upload]:
+        taken = take_uploads(files, self.folder / sub, exts, what, limits)
+        self.uploads += taken
+        return taken
+
+
 def _public(err: ConrError, work: Path, uploads: Sequence[Upload]) -> ConrError:
     """The same error with the visitor's own file name in place of our server path."""
     if err.path is None:
@@ -152,38 +165,36 @@ class RenderService:
             yield
 
     @contextmanager
-    def workspace(self) -> Iterator[Path]:
-        """A fresh folder for one request, removed when it ends."""
-        ws = Path(tempfile.mkdtemp(prefix="request-", dir=self.workdir))
+    def _request(self) -> Iterator[_Request]:
+        """A fresh folder for one request, removed when it ends; an error raised inside names the
+        visitor's own files, not our copies of them."""
+        r = _Request(Path(tempfile.mkdtemp(prefix="request-", dir=self.workdir)))
         try:
-            yield ws
+            yield r
+        except ConrError as e:
+            raise _public(e, r.folder, r.uploads) from None
         finally:
-            shutil.rmtree(ws, ignore_errors=True)
+            shutil.rmtree(r.folder, ignore_errors=True)
 
     # ------------------------------------------------------------------ the character sheet
 
-    def sheet(self, ws: Path, files: Sequence[str], seed: int) -> list[Upload]:
+    def sheet(self, r: _Request, files: Sequence[str], seed: int) -> list[Upload]:
         """The sheet's images on the server: the visitor's PNGs, or the demo character's views."""
         if files:
-            views = take_uploads(files, ws / "sheet", SHEET_EXTS, "character sheet", self.limits.uploads)
+            views = r.take(files, "sheet", SHEET_EXTS, "character sheet", self.limits.uploads)
             if len(views) > MAX_SHEET_VIEWS:
                 raise ConrError(f"the character sheet has {len(views)} images; at most {MAX_SHEET_VIEWS} are used",
                                 hint="give 1-8 views of the character (front, side, back work best)")
             return views
-        char = self._demo_character(ws / "demo_sheet", seed, "stand", 1)
+        char = self._demo_character(r.folder / "demo_sheet", seed, "stand", 1)
         return [Upload(p, p.stem) for p in sorted((char / "sheet").glob("*.png"))]
 
     def sheet_images(self, files: Sequence[str], seed: int) -> list[tuple[np.ndarray, str]]:
         """The sheet as the visitor should see it (RGBA, with names), checked as rendering checks it."""
         from conr.io import read_rgba
 
-        with self.workspace() as ws:
-            views: list[Upload] = []
-            try:
-                views = self.sheet(ws, files, seed)
-                return [(read_rgba(v.path), v.name) for v in views]
-            except ConrError as e:
-                raise _public(e, ws, views) from None
+        with self._request() as r:
+            return [(read_rgba(v.path), v.name) for v in self.sheet(r, files, seed)]
 
     def _demo_character(self, out: Path, seed: int, motion: str, frames: int) -> Path:
         from conr.engine.synth import synthesize
@@ -204,24 +215,24 @@ class RenderService:
             raise ConrError(f"{frames} frames at {fps:g} fps make {frames / fps:.1f} s of video; this server makes "
                             f"at most {lim.max_seconds:g} s", hint="use fewer frames or a higher frame rate")
 
-    def poses(self, ws: Path, req: RenderRequest, warn: Callable[[str], None], count: int | None = None
-              ) -> tuple[list[PoseSource], list[Upload]]:
+    def poses(self, r: _Request, req: RenderRequest, warn: Callable[[str], None], count: int | None = None
+              ) -> list[PoseSource]:
         """The pose frames of a request, on the server, in order (the first `count` when given)."""
         want = req.frames if count is None else min(count, req.frames)
         if req.pose_source == "frames":
-            files = take_uploads(req.pose_files, ws / "poses", POSE_EXTS, "pose frames", self.limits.uploads)
+            files = r.take(req.pose_files, "poses", POSE_EXTS, "pose frames", self.limits.uploads)
             files = files[:count] if count is not None else files
             self._check_length(len(files), req.fps)
-            return find_poses([f.path for f in files]), files
+            return find_poses([f.path for f in files])
         if req.frames < 1:
             raise ConrError(f"the number of frames must be at least 1 (got {req.frames})")
         self._check_length(req.frames, req.fps)
         if req.pose_source == "demo" and not req.motion_file:
             self._check_motion(req.motion)
-            char = self._demo_character(ws / "demo_poses", req.demo_seed, req.motion, want)
-            return find_poses(char / "udp"), []
+            char = self._demo_character(r.folder / "demo_poses", req.demo_seed, req.motion, want)
+            return find_poses(char / "udp")
         if req.pose_source in ("demo", "model"):
-            return self._posed_model(ws, req, want, warn)
+            return self._posed_model(r, req, want, warn)
         raise ConrError(f"unknown pose source {req.pose_source!r}", hint=f"use one of {', '.join(POSE_SOURCES)}")
 
     @staticmethod
@@ -229,15 +240,14 @@ class RenderService:
         if name not in MOTIONS:
             raise ConrError(f"unknown built-in motion {name!r}", hint=f"pick one of {', '.join(MOTIONS)}")
 
-    def _posed_model(self, ws: Path, req: RenderRequest, frames: int, warn: Callable[[str], None]
-                     ) -> tuple[list[PoseSource], list[Upload]]:
+    def _posed_model(self, r: _Request, req: RenderRequest, frames: int, warn: Callable[[str], None]
+                     ) -> list[PoseSource]:
         """A 3D model (uploaded, or the demo character's body) in a motion (uploaded or built in)."""
         from conr.engine.device import resolve_device as engine_device
         from conr.engine.formats import Model
         from conr.engine.poses import make_poses, procedural_model
 
         lim = self.limits.uploads
-        uploads: list[Upload] = []
         model: Path | Model
         if req.pose_source == "demo":
             model = procedural_model(req.demo_seed)
@@ -245,16 +255,15 @@ class RenderService:
             if not req.model_file:
                 raise ConrError("no 3D model was given", hint="upload a .vrm or .glb file, or a .zip holding a .pmx "
                                                             "model and its textures")
-            uploads = take_uploads([req.model_file], ws / "model", MODEL_EXTS, "3D model", lim)
-            models = [m for m in uploads if m.path.suffix.lower() in (".vrm", ".glb", ".pmx")]
+            taken = r.take([req.model_file], "model", MODEL_EXTS, "3D model", lim)
+            models = [m for m in taken if m.path.suffix.lower() in (".vrm", ".glb", ".pmx")]
             if len(models) != 1:
                 raise ConrError(f"expected one model file, found {len(models)}: "
                                 f"{', '.join(m.name for m in models) or 'none'}", Path(req.model_file).name,
                                 "upload one .vrm or .glb, or a .zip with exactly one .pmx model")
             model = models[0].path
         if req.motion_file:
-            motion_up = take_uploads([req.motion_file], ws / "motion", MOTION_EXTS, "motion", lim)
-            uploads += motion_up
+            motion_up = r.take([req.motion_file], "motion", MOTION_EXTS, "motion", lim)
             motion = str(motion_up[0].path)
             if motion_up[0].path.suffix.lower() in VIDEO_SUFFIXES:
                 # The person's motion, as `conr motion` finds it; kept as a BVH for the downloads.
@@ -263,8 +272,8 @@ class RenderService:
                 captured = capture(motion, req.fps, (0, frames))
                 for w in captured.warnings:
                     warn(w)
-                captured.save_bvh(ws / CAPTURED_BVH)
-                motion = str(ws / CAPTURED_BVH)
+                captured.save_bvh(r.folder / CAPTURED_BVH)
+                motion = str(r.folder / CAPTURED_BVH)
         else:
             self._check_motion(req.motion)
             motion = req.motion
@@ -274,28 +283,24 @@ class RenderService:
         dev = resolve_device(req.device if req.device != "auto" else self.default_device)
         device = engine_device("cuda" if dev.type == "cuda" else "cpu")
         # Textures do not change a UDP frame: the model's texture warnings are of no use here.
-        make_poses(model, motion, ws / "udp", size=POSE_SIZE, fps=req.fps,
+        make_poses(model, motion, r.folder / "udp", size=POSE_SIZE, fps=req.fps,
                    frame_range=(0, frames) if cut_first else None, device=device, max_frames=frames,
                    warn=lambda s: None if "texture" in s else warn(s))
-        return find_poses(ws / "udp"), uploads
+        return find_poses(r.folder / "udp")
 
     def preview(self, req: RenderRequest, count: int = 4) -> list[tuple[np.ndarray, str]]:
         """The first pose frames as pictures (UDP XYZ as colour, pose images as they are)."""
         from conr.engine.udp import udp_picture
 
-        with self.workspace() as ws:
-            uploads: list[Upload] = []
-            try:
-                poses, uploads = self.poses(ws, req, lambda s: None, count=count)
-                names = {u.path: u.name for u in uploads}
-                out = []
-                for p in poses[:count]:
-                    data = p.read()
-                    img = udp_picture(data) if p.kind == "udp" else _over_white(data)
-                    out.append((img, names.get(p.path, f"frame {p.name}")))
-                return out
-            except ConrError as e:
-                raise _public(e, ws, uploads) from None
+        with self._request() as r:
+            poses = self.poses(r, req, lambda s: None, count=count)
+            names = {u.path: u.name for u in r.uploads}
+            out = []
+            for p in poses[:count]:
+                data = p.read()
+                img = udp_picture(data) if p.kind == "udp" else _over_white(data)
+                out.append((img, names.get(p.path, f"frame {p.name}")))
+            return out
 
     # ------------------------------------------------------------------ rendering
 
@@ -309,48 +314,42 @@ class RenderService:
         if req.precision not in ("fp32", "fast"):
             raise ConrError(f"unknown precision {req.precision!r}", hint="use fp32 or fast")
         warnings: list[str] = []
-        with self.device_slot(req.device), self.workspace() as ws:
+        with self.device_slot(req.device), self._request() as r:
             start = time.perf_counter()
-            uploads: list[Upload] = []
-            try:
-                renderer = self.renderer(req.device, req.precision, req.size)
-                progress(0.0, "reading the character sheet")
-                views = self.sheet(ws, req.sheet_files, req.demo_seed)
-                uploads += views
-                sheet = renderer.encode_sheet([read_rgba(v.path) for v in views], names=[str(v.path) for v in views])
-                progress(0.02, "making the pose frames")
-                poses, pose_uploads = self.poses(ws, req, warnings.append)
-                uploads += pose_uploads
-                progress(0.05, "checking the pose frames")
-                renderer.check_poses(poses)
+            renderer = self.renderer(req.device, req.precision, req.size)
+            progress(0.0, "reading the character sheet")
+            views = self.sheet(r, req.sheet_files, req.demo_seed)
+            sheet = renderer.encode_sheet([read_rgba(v.path) for v in views], names=[str(v.path) for v in views])
+            progress(0.02, "making the pose frames")
+            poses = self.poses(r, req, warnings.append)
+            progress(0.05, "checking the pose frames")
+            renderer.check_poses(poses)
 
-                frames_dir, n = ws / "frames", len(poses)
-                done = [0]
+            frames_dir, n = r.folder / "frames", len(poses)
+            done = [0]
 
-                def step(stage: str, base: float, share: float) -> Callable[[], None]:
-                    def tick() -> None:
-                        done[0] += 1
-                        progress(base + share * done[0] / n, f"{stage} {done[0]}/{n}")
-                    return tick
+            def step(stage: str, base: float, share: float) -> Callable[[], None]:
+                def tick() -> None:
+                    done[0] += 1
+                    progress(base + share * done[0] / n, f"{stage} {done[0]}/{n}")
+                return tick
 
-                frames = render_to_folder(renderer, sheet, poses, frames_dir, save_udp=True,
-                                          on_frame=step("rendering frame", 0.05, 0.75))
-                out.mkdir(parents=True, exist_ok=True)
-                done[0] = 0
-                exts = ("mp4", "webm", "mov")
-                videos = dict(zip(exts, encode_videos(frames, [out / f"render.{e}" for e in exts], req.fps,
-                                                      background, on_frame=step("encoding videos", 0.8, 0.18))))
-                progress(0.98, "packing the zips")
-                frames_zip = zip_files(frames, out / "frames.zip", "frames")
-                udp_files = sorted((frames_dir / "udp").glob("*.npz")) if poses[0].kind == "image" else \
-                    [p.path for p in poses]
-                udp_zip = zip_files(udp_files, out / "udp.zip", "udp")
-                bvh = None
-                if (ws / CAPTURED_BVH).is_file():
-                    bvh = out / "motion.bvh"
-                    atomic_write_bytes(bvh, (ws / CAPTURED_BVH).read_bytes())
-            except ConrError as e:
-                raise _public(e, ws, uploads) from None
+            frames = render_to_folder(renderer, sheet, poses, frames_dir, save_udp=True,
+                                      on_frame=step("rendering frame", 0.05, 0.75))
+            out.mkdir(parents=True, exist_ok=True)
+            done[0] = 0
+            exts = ("mp4", "webm", "mov")
+            videos = dict(zip(exts, encode_videos(frames, [out / f"render.{e}" for e in exts], req.fps,
+                                                  background, on_frame=step("encoding videos", 0.8, 0.18))))
+            progress(0.98, "packing the zips")
+            frames_zip = zip_files(frames, out / "frames.zip", "frames")
+            udp_files = sorted((frames_dir / "udp").glob("*.npz")) if poses[0].kind == "image" else \
+                [p.path for p in poses]
+            udp_zip = zip_files(udp_files, out / "udp.zip", "udp")
+            bvh = None
+            if (r.folder / CAPTURED_BVH).is_file():
+                bvh = out / "motion.bvh"
+                atomic_write_bytes(bvh, (r.folder / CAPTURED_BVH).read_bytes())
         return RenderResult(videos["mp4"], videos["webm"], videos["mov"], frames_zip, udp_zip, n,
                             time.perf_counter() - start, str(renderer.device), warnings, bvh)
 
