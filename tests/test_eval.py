@@ -158,7 +158,7 @@ def test_cli_baselines_json(data_dir, tmp_path, capsys):
 def test_cli_with_model(data_dir, tiny_weights, tmp_path, capsys):
     out = tmp_path / "model.json"
     argv = ["eval", "--weights", str(tiny_weights), "--data", str(data_dir), "--size", "128", "--device", "cpu",
-            "--max-frames", "1", "--json", str(out), "--quiet"]
+            "--max-frames", "1", "--json", str(out), "--quiet", "--crop"]
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert list(result["overall"]) == ["model", "model_image", *BASELINE_NAMES]
@@ -166,6 +166,19 @@ def test_cli_with_model(data_dir, tiny_weights, tmp_path, capsys):
     assert 0 <= result["parser"]["visibility_iou"] <= 1 and result["parser"]["udp_l1"] >= 0
     assert result["weights"] == str(tiny_weights) and result["frames"] == 1
     assert any(line.startswith("model ") for line in capsys.readouterr().out.splitlines())
+
+
+def test_cli_measures_at_the_frames_size_by_default(data_dir, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "frames.json"
+    argv = ["eval", "--weights", str(tiny_weights), "--data", str(data_dir), "--device", "cpu", "--json", str(out),
+            "--quiet"]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["frame_size"] == [128, 128] and result["frames"] == 4
+    assert list(result["overall"]) == ["model", "model_image", *BASELINE_NAMES]
+    for key in ("sheet_udp_l1", "sheet_visibility_iou", "udp_l1", "visibility_iou"):
+        assert math.isfinite(result["parser"][key]), key
+    assert "at their own size (128x128)" in capsys.readouterr().out
 
 
 def test_cli_missing_data_folder(tmp_path, capsys):

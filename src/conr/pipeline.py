@@ -26,7 +26,8 @@ from conr.errors import ConrError
 from conr.io import list_inputs, read_rgba
 from conr.udp_files import UDP_EXTS, read_udp
 from conr.models import CharacterSheet, CoNR
-from conr.preprocess import PreparedImage, PreparedUDP, prepare_image, prepare_udp, to_uint8, uncrop
+from conr.preprocess import (Crop, PreparedImage, PreparedUDP, prepare_image, prepare_udp, square_crop, to_uint8,
+                             uncrop)
 
 PoseKind = Literal["udp", "image"]
 Precision = Literal["fp32", "fast"]
@@ -121,8 +122,23 @@ class PreparedPose:
     item: PreparedUDP | PreparedImage | None  # None: nothing visible in this frame
 
 
-def prepare_pose(source: PoseSource, size: int) -> PreparedPose:
+# The lookup family draws frames at their own size: at least this many pixels a side...
+MIN_NATIVE = 64
+
+
+def native_size(crops: Sequence[Crop | None], cap: int) -> int:
+    """The size at which the lookup family draws: the largest crop's own side, no more than `cap`,
+    so that the sheet's pixels are copied without resampling them twice."""
+    sides = [c.padded_h for c in crops if c is not None]
+    return int(min(cap, max([MIN_NATIVE, *sides])))
+
+
+def prepare_pose(source: PoseSource, size: int, native: bool = False) -> PreparedPose:
+    """A pose frame cropped and resized to `size`, or, if `native`, to its own crop's side (at most `size`)."""
     data = source.read()
+    if native:
+        alpha = data[:, :, 3] if source.kind == "image" else (data[:, :, 3] * 255).clip(0, 255).astype(np.uint8)
+        size = native_size([square_crop(alpha)], size)
     item = prepare_udp(data, size) if source.kind == "udp" else prepare_image(data, size)
     return PreparedPose(source, data.shape[0], data.shape[1], item)
 
@@ -140,7 +156,9 @@ class Renderer:
             warnings.warn("this CPU has no native bfloat16 support: --precision fast renders in float32",
                           stacklevel=2)
             self.precision = "fp32"
-        self.size = size or model.cfg.image_size
+        self.size = model.cfg.image_size if size is None else size
+        # The lookup family copies the sheet's pixels: it draws at the frames' own size, up to `size`.
+        self.native = model.cfg.family == "lookup"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # shapes repeat every batch: pick the fastest kernels once
         if self.device.type == "cpu":
@@ -153,7 +171,7 @@ class Renderer:
         # The coarsest shader level works at 1/32 of the size and itself downsamples by 4.
         if self.size % 128 or self.size <= 0:
             raise ConrError(f"render size {self.size} is not a positive multiple of 128",
-                            hint="use 256 (as trained), 384 or 512")
+                            hint=f'leave --size out to use the model\'s own ({model.cfg.image_size}), or give 128, 256, 384 or 512')
 
     @classmethod
     def from_weights(cls, path: str | Path | None = None, device: str | torch.device = "auto", **kw) -> "Renderer":
@@ -182,8 +200,11 @@ class Renderer:
         if not images:
             raise ConrError("the character sheet has no images", hint="give at least one cut-out PNG")
         prepared = []
+        size = self.size
+        if self.native:
+            size = native_size([square_crop(img[:, :, 3]) for img in images], self.size)
         for img, name in zip(images, names):
-            p = prepare_image(img, self.size)
+            p = prepare_image(img, size)
             if p is None:
                 raise ConrError("almost nothing is visible (less than 0.1 % of the pixels)", name,
                                 "the sheet image should show the character on a transparent background")
@@ -197,6 +218,14 @@ class Renderer:
         alpha = torch.stack([p.alpha for p in prepared]).to(self.device)
         with torch.inference_mode(), self._autocast():
             sheet = self.model.encode_sheet(rgb, alpha, with_udp=with_udp)
+        if sheet.index is not None:
+            empty = sheet.index.empty_views
+            if len(empty) == len(names):
+                raise ConrError("the UDP parser found no body in any sheet view", names[0] if len(names) == 1 else None,
+                                "the sheet should show a whole character, cut out, on a transparent background")
+            for k in empty:
+                warnings.warn(f"{names[k]}: the UDP parser found no body in this sheet view; nothing is copied "
+                              "from it", stacklevel=2)
         return sheet
 
     # ------------------------------------------------------------------ frames
@@ -214,7 +243,7 @@ class Renderer:
         chunks = [list(range(i, min(i + batch_size, len(poses)))) for i in range(0, len(poses), batch_size)]
         with ThreadPoolExecutor(max_workers=1) as pool:
             def submit(idx: list[int]) -> Future:
-                return pool.submit(lambda: [prepare_pose(poses[i], self.size) for i in idx])
+                return pool.submit(lambda: [prepare_pose(poses[i], self.size, self.native) for i in idx])
 
             pending = submit(chunks[0]) if chunks else None
             for n, idx in enumerate(chunks):
@@ -229,11 +258,13 @@ class Renderer:
         live = [k for k, it in enumerate(items) if it.item is not None]
         rgba: dict[int, np.ndarray] = {}
         udps: dict[int, torch.Tensor | None] = {}
-        if live:
+        # Frames drawn at their own sizes are rendered one by one.
+        groups = [[k] for k in live] if self.native else ([live] if live else [])
+        for group in groups:
             with self._autocast():
-                targets, predicted = self.targets([items[k] for k in live])
+                targets, predicted = self.targets([items[k] for k in group])
                 out = self.model.render(sheet, targets)
-            for j, k in enumerate(live):
+            for j, k in enumerate(group):
                 rgba[k], udps[k] = to_uint8(out[j]), predicted[j]
         for k, it in enumerate(items):
             crop = it.item.crop if it.item is not None else None

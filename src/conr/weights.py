@@ -21,7 +21,7 @@ from torch import Tensor
 from conr.errors import ConrError
 from conr.io import atomic_write_bytes
 from conr.models import CoNR, CoNRConfig, preset
-from conr.models.conr import PARTS
+from conr.models.conr import LOOKUP_PARTS, PARTS
 
 StateDicts = dict[str, dict[str, Tensor]]
 
@@ -94,7 +94,7 @@ def build_model(cfg: CoNRConfig, sds: StateDicts, source: Path) -> CoNR:
     """Create the model without random initialisation and load `sds` strictly."""
     with torch.device("meta"):
         model = CoNR(cfg)
-    for part in PARTS:
+    for part in model.parts:
         module = model.part(part)
         sd = sds.get(part)
         if sd is None:
@@ -106,24 +106,31 @@ def build_model(cfg: CoNRConfig, sds: StateDicts, source: Path) -> CoNR:
     return model.eval()
 
 
+_ALL_PARTS = tuple(dict.fromkeys(PARTS + LOOKUP_PARTS))
+
+
 def flatten(sds: StateDicts) -> dict[str, Tensor]:
-    return {f"{part}.{k}": v.contiguous() for part in PARTS for k, v in sds[part].items()}
+    return {f"{part}.{k}": v.contiguous() for part in sds for k, v in sds[part].items()}
 
 
 def unflatten(flat: Mapping[str, Tensor]) -> StateDicts:
-    sds: StateDicts = {p: {} for p in PARTS}
+    sds: StateDicts = {}
     for key, v in flat.items():
         part, _, rest = key.partition(".")
-        if part not in sds:
+        if part not in _ALL_PARTS:
             raise KeyError(key)
-        sds[part][rest] = v
+        sds.setdefault(part, {})[rest] = v
     return sds
+
+
+def state_dicts(model: CoNR) -> StateDicts:
+    """Each part's state dict, on the CPU."""
+    return {p: {k: v.detach().cpu() for k, v in model.part(p).state_dict().items()} for p in model.parts}
 
 
 def save_safetensors(model: CoNR, path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
     """Write all four parts and the config (and any other metadata) into one safetensors file, atomically."""
-    sds = {p: {k: v.detach().cpu() for k, v in model.part(p).state_dict().items()} for p in PARTS}
-    data = st_save(flatten(sds), metadata={**(metadata or {}), "format": "conr", "config": model.cfg.to_json()})
+    data = st_save(flatten(state_dicts(model)), metadata={**(metadata or {}), "format": "conr", "config": model.cfg.to_json()})
     atomic_write_bytes(path, data)
 
 
@@ -149,13 +156,30 @@ def read_safetensors(path: str | Path) -> tuple[CoNRConfig, StateDicts]:
     try:
         sds = unflatten(flat)
     except KeyError as err:
-        raise ConrError(f"unexpected tensor {err} (keys must start with one of {', '.join(PARTS)})", path) from None
+        raise ConrError(f"unexpected tensor {err} (keys must start with one of {', '.join(_ALL_PARTS)})", path) from None
     return cfg, sds
 
 
 RUN_WEIGHTS = "model.safetensors"
 # The model that ships inside the package (trained by `conr train`; its card is in the file's metadata).
 BUNDLED = Path(__file__).parent / "assets" / "conr-small-128.safetensors"
+
+
+def training_meta(path: str | Path) -> dict:
+    """What `conr train` recorded in a weights file (or a run folder's newest weights): {} if nothing."""
+    path = Path(path)
+    if path.is_dir():
+        try:  # the run's own record
+            return {**json.loads((path / "run.json").read_text())["config"], **training_meta(path / RUN_WEIGHTS)}
+        except (OSError, ValueError, KeyError):
+            path = path / RUN_WEIGHTS
+    if path.suffix != ".safetensors" or not path.is_file():
+        return {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return json.loads((f.metadata() or {}).get("training", "{}"))
+    except Exception:  # unreadable here: load_model says why when it reads the same file
+        return {}
 
 
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> CoNR:

@@ -14,9 +14,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render every target frame of the data folders with the model and with three baselines "
                     "that need no learning (copy: the front view stretched into the target's box; flat: the "
                     "silhouette in the sheet's mean colour; udp_nn: colours matched through the sheets' exact "
-                    "UDP, an upper reference), and compare each with the ground truth in the network's crop: "
-                    "L1 of RGB over white, SSIM, L1 of alpha, PSNR (capped at 100 dB), L1 inside the "
-                    "silhouette and the share of silhouette pixels of the right colour.")
+                    "UDP, an upper reference), and compare each with the ground truth: by default at the "
+                    "frames' own size, the model run as `conr render` runs it (from the UDP frames, and from "
+                    "the target images as pose images); with --crop in the network's crop. Metrics: L1 of RGB "
+                    "over white, SSIM, L1 of alpha, PSNR (capped at 100 dB), L1 inside the silhouette, the "
+                    "share of silhouette pixels of the right colour, and the UDP parser's error on the sheet "
+                    "views and on the target images.")
     p.add_argument("--weights", help="a `conr train` run folder, a .safetensors file or the original release's "
                                      "folder (not needed with --no-model)")
     p.add_argument("--data", action="append", required=True,
@@ -28,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate at most N frames, spread over the data")
     p.add_argument("--no-model", action="store_true", help="only the baselines (no weights needed)")
+    p.add_argument("--stability", action="store_true",
+                   help="the frames are a motion (e.g. `conr synth --motion dance`): also measure flicker, the "
+                        "colour change between consecutive frames where the body stays put, over the truth's")
+    p.add_argument("--crop", action="store_true",
+                   help="compare in the network's crop (at --size) instead of at the frames' own size")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -47,11 +55,22 @@ def run(args: argparse.Namespace) -> int:
 
         renderer = Renderer.from_weights(args.weights, device=args.device)
         model, device = renderer.model, renderer.device
-    size = args.size if args.size is not None else (model.cfg.image_size if model is not None else 128)
     views = args.views if args.views is not None else min(len(c.sheet) for c in characters)
-    result = evaluate(model, characters, size, views, device, max_frames=args.max_frames,
-                      progress=not args.quiet, data=args.data, weights=None if args.no_model else args.weights)
-    print(format_table(result))
+    if args.crop or model is None:
+        size = args.size if args.size is not None else (model.cfg.image_size if model is not None else 128)
+        result = evaluate(model, characters, size, views, device, max_frames=args.max_frames,
+                          progress=not args.quiet, data=args.data, weights=None if args.no_model else args.weights)
+        print(format_table(result))
+    else:
+        from conr.training.evaluate import evaluate_frames, format_frames_table
+
+        if args.size is not None:
+            renderer = Renderer(model, device=device, size=args.size)
+        result = evaluate_frames(renderer, characters, views, baselines=("copy", "flat", "udp_nn"),
+                                 max_frames=args.max_frames, progress=not args.quiet, images=True,
+                                 stability=args.stability)
+        result.update({"data": [str(d) for d in args.data], "weights": args.weights})
+        print(format_frames_table(result))
     if args.json:
         atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
     return 0

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="colour behind the character in .mp4/.gif videos (name or #RRGGBB; default white)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--batch-size", type=int, default=1, help="frames rendered together (default 1)")
-    p.add_argument("--size", type=int, default=256, help="network resolution (default 256, as trained)")
+    p.add_argument("--size", type=int, default=None,
+                   help="network resolution, a multiple of 128 (default: the model's own, the size it was trained at)")
     p.add_argument("--precision", choices=["fp32", "fast"], default="fp32",
                    help="fp32 (exact, default) or fast (half precision on CUDA, bfloat16 on CPU)")
     p.add_argument("--alpha", choices=["premultiplied", "straight"], default="premultiplied",

@@ -11,7 +11,7 @@ from conr.errors import ConrError
 
 # Options whose defaults come from TrainConfig (or, with --resume, from the run's run.json).
 _OPTIONS = {
-    "preset": (str, "architecture: official, small or tiny (default small)"),
+    "preset": (str, "architecture: official, small, tiny, lookup or lookup-tiny (default small)"),
     "size": (int, "network resolution, a multiple of 128 (default 128)"),
     "steps": (int, "optimiser steps in all (default 20000); with --resume it may be raised"),
     "batch_size": (int, "global batch, split over torchrun's processes (default 4)"),
@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--views", default=None, help="sheet views per sample, MIN:MAX drawn per step (default 2:4)")
     p.add_argument("--device", default=None, help="auto (default: CUDA if present, else the CPU), cpu or cuda")
     p.add_argument("--no-jitter", action="store_true", help="no random crops (the same crops as rendering)")
+    p.add_argument("--stage", choices=["all", "parser", "shader"], default=None,
+                   help="which parts learn: all (default), the UDP parser alone (at --size, with image "
+                        "augmentation), or everything but the parser")
+    p.add_argument("--init", metavar="WEIGHTS", default=None,
+                   help="start from these weights (a .safetensors file, a run folder, the original's folder): "
+                        "every part of the same architecture is loaded, the others start from scratch")
+    p.add_argument("--no-photometric", action="store_true", help="no image augmentation in the parser stage")
     for name in _LOSSES:
         p.add_argument(f"--loss-{name}", type=float, default=None, help=f"weight of the {name} loss term")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -80,6 +87,12 @@ def config_from_args(args: argparse.Namespace):
         base["device"] = args.device
     if args.no_jitter:
         base["jitter"] = False
+    if args.stage is not None:
+        base["stage"] = args.stage
+    if args.init is not None:
+        base["init"] = args.init
+    if args.no_photometric:
+        base["photometric"] = False
     for name in _LOSSES:
         value = getattr(args, f"loss_{name}")
         if value is not None:

@@ -8,16 +8,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from conr.models.layers import ResUNetConfig
+from conr.models.lookup_shader import LookupShaderConfig
 from conr.models.shader import ShaderConfig
 
 
 @dataclass(frozen=True)
 class CoNRConfig:
+    """Two families: the paper's (UDP parser, target pose encoder, CINN shader, RGBA decoder) and the
+    correspondence-first one (UDP parser and lookup shader), chosen by which configs are set."""
+
     parser: ResUNetConfig
-    pose_encoder: ResUNetConfig
-    shader: ShaderConfig
+    pose_encoder: ResUNetConfig | None = None
+    shader: ShaderConfig | None = None
     decoder_blocks: int = 1
     image_size: int = 256  # the resolution the networks were trained at
+    lookup: LookupShaderConfig | None = None  # set: the correspondence-first family
+
+    @property
+    def family(self) -> str:
+        return "lookup" if self.lookup is not None else "cinn"
 
     @staticmethod
     def build(parser: ResUNetConfig, pose_encoder: ResUNetConfig, width: int, last_message: int,
@@ -39,6 +48,7 @@ class CoNRConfig:
 
     @property
     def decoder_channels(self) -> int:
+        assert self.shader is not None
         return self.shader.message_channels[-1]
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,12 +62,16 @@ class CoNRConfig:
         def tuples(sub: dict[str, Any]) -> dict[str, Any]:
             return {k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()}
 
+        def part(cls, key: str):
+            return None if d.get(key) is None else cls(**tuples(d[key]))
+
         return CoNRConfig(
             parser=ResUNetConfig(**tuples(d["parser"])),
-            pose_encoder=ResUNetConfig(**tuples(d["pose_encoder"])),
-            shader=ShaderConfig(**tuples(d["shader"])),
+            pose_encoder=part(ResUNetConfig, "pose_encoder"),
+            shader=part(ShaderConfig, "shader"),
             decoder_blocks=int(d.get("decoder_blocks", 1)),
             image_size=int(d.get("image_size", 256)),
+            lookup=part(LookupShaderConfig, "lookup"),
         )
 
 
@@ -70,11 +84,15 @@ def _official() -> CoNRConfig:
     return CoNRConfig.build(parser, pose, width=224, last_message=64)
 
 
+def _small_parser() -> ResUNetConfig:
+    return ResUNetConfig(in_channels=3, out_channels=4, block="bottleneck", layers=(1, 1, 1, 1),
+                         stem_width=32, widths=(16, 32, 64, 128), stem_pool="conv",
+                         decoder_filters=(128, 96, 64, 32, 16))
+
+
 def _small() -> CoNRConfig:
     """About 1/8 of the official compute: trainable on a CPU for demos."""
-    parser = ResUNetConfig(in_channels=3, out_channels=4, block="bottleneck", layers=(1, 1, 1, 1),
-                           stem_width=32, widths=(16, 32, 64, 128), stem_pool="conv",
-                           decoder_filters=(128, 96, 64, 32, 16))
+    parser = _small_parser()
     pose = ResUNetConfig(in_channels=4, out_channels=1, block="basic", layers=(1, 1, 1, 1),
                          stem_width=32, widths=(32, 64, 128, 128), stem_pool="max",
                          decoder_filters=(128, 96, 64, 32, 16))
@@ -93,7 +111,18 @@ def _tiny() -> CoNRConfig:
                             residual_blocks=(1, 1, 1, 1, 1, 1))
 
 
-PRESETS = {"official": _official, "small": _small, "tiny": _tiny}
+def _lookup() -> CoNRConfig:
+    """Correspondence first: the small parser at 128 px, explicit UDP matching and copying at 256."""
+    return CoNRConfig(parser=_small_parser(), image_size=256, lookup=LookupShaderConfig())
+
+
+def _lookup_tiny() -> CoNRConfig:
+    """For tests: the lookup family with a tiny parser and refinement network."""
+    return CoNRConfig(parser=_tiny().parser, image_size=128,
+                      lookup=LookupShaderConfig(parser_size=64, work_size=64, widths=(4, 8), head_width=4))
+
+
+PRESETS = {"official": _official, "small": _small, "tiny": _tiny, "lookup": _lookup, "lookup-tiny": _lookup_tiny}
 
 
 def preset(name: str) -> CoNRConfig:

@@ -1,13 +1,17 @@
-"""CoNR: the composition of the UDP parser, target pose encoder, CINN shader and RGBA decoder."""
+"""CoNR: the composition of the UDP parser, target pose encoder, CINN shader and RGBA decoder, or,
+in the correspondence-first family, of the UDP parser, explicit matching and the lookup shader."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from conr.models.config import CoNRConfig
+from conr.models.lookup_shader import LookupShader
+from conr.models.matching import SurfaceIndex
 from conr.models.rgba_decoder import RGBADecoder
 from conr.models.shader import CINNShader
 from conr.models.target_pose_encoder import TargetPoseEncoder
@@ -15,15 +19,22 @@ from conr.models.udp_parser import UDPParser
 
 # The four parts, named as the original release's weight files.
 PARTS = ("udpparsernet", "target_pose_encoder", "shader", "rgbadecodernet")
+# The correspondence-first family's parts.
+LOOKUP_PARTS = ("udpparsernet", "shader")
+
+
+def parts_of(cfg: CoNRConfig) -> tuple[str, ...]:
+    return LOOKUP_PARTS if cfg.family == "lookup" else PARTS
 
 
 @dataclass
 class CharacterSheet:
     """A character sheet encoded once and reused for every frame."""
 
-    reference: Tensor  # (1, V, 4, H, W): RGB premultiplied by A (again: the original shades that), A
-    features: list[Tensor]  # parser features, deepest first, each (1, V, C, h, w)
-    udp: Tensor | None  # (V, 4, H, W) the parser's UDP of each view, when asked for
+    reference: Tensor  # (1, V, 4, H, W): RGB premultiplied by A (twice in the CINN family: the original shades that), A
+    features: list[Tensor]  # parser features, deepest first, each (1, V, C, h, w); empty in the lookup family
+    udp: Tensor | None  # (V, 4, H, W) the parser's UDP of each view, when asked for (always in the lookup family)
+    index: SurfaceIndex | None = None  # the lookup family's k-d trees over `udp`
 
     @property
     def views(self) -> int:
@@ -34,7 +45,7 @@ class CharacterSheet:
             return t.to(device=device, dtype=dtype or t.dtype)
 
         return CharacterSheet(mv(self.reference), [mv(f) for f in self.features],
-                              None if self.udp is None else mv(self.udp))
+                              None if self.udp is None else mv(self.udp), self.index)
 
 
 class CoNR(nn.Module):
@@ -42,26 +53,50 @@ class CoNR(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.udpparsernet = UDPParser(cfg.parser)
+        if cfg.lookup is not None:
+            self.shader = LookupShader(cfg.lookup)
+            return
+        assert cfg.pose_encoder is not None and cfg.shader is not None
         self.target_pose_encoder = TargetPoseEncoder(cfg.pose_encoder)
         self.shader = CINNShader(cfg.shader)
         self.rgbadecodernet = RGBADecoder(cfg.decoder_channels, cfg.decoder_blocks)
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return parts_of(self.cfg)
+
     def part(self, name: str) -> nn.Module:
-        if name not in PARTS:
+        if name not in self.parts:
             raise KeyError(name)
         return getattr(self, name)
 
+    def parse(self, images: Tensor) -> Tensor:
+        """UDP (N, 4, H, W) of premultiplied RGB images (N, 3, H, W); the lookup family's parser reads
+        them at its own size and its UDP is resized back (bilinear: UDP is smooth on the body)."""
+        size = images.shape[-1]
+        work = self.cfg.lookup.parser_size if self.cfg.lookup is not None else size
+        small = images if work == size else F.interpolate(images, size=(work, work), mode="area")
+        udp, _ = self.udpparsernet(small, decode=True)
+        assert udp is not None
+        if work != size:
+            udp = F.interpolate(udp, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return udp
+
     def encode_sheet(self, images: Tensor, masks: Tensor, with_udp: bool = False) -> CharacterSheet:
         """images (V, 3, H, W) premultiplied RGB, masks (V, 1, H, W), in [0, 1]."""
+        if self.cfg.lookup is not None:
+            udp = self.parse(images)
+            # Only what the sheet really shows can be copied: the parser's visibility within the alpha.
+            vis = torch.minimum(udp[:, 3:4], masks)
+            udp = torch.cat([udp[:, :3] * (vis > 0.5), vis], 1)
+            return CharacterSheet(torch.cat([images, masks], 1).unsqueeze(0), [], udp, SurfaceIndex(udp))
         udp, feats = self.udpparsernet(images, decode=with_udp)
         reference = torch.cat([masks * images, masks], dim=1).unsqueeze(0)
         return CharacterSheet(reference, [f.unsqueeze(0) for f in feats], udp)
 
     def parse_pose(self, images: Tensor) -> Tensor:
         """Pose images (B, 3, H, W), premultiplied RGB -> predicted target UDP (B, 4, H, W)."""
-        udp, _ = self.udpparsernet(images, decode=True)
-        assert udp is not None
-        return udp
+        return self.parse(images)
 
     @staticmethod
     def target_input(udp: Tensor, alpha: Tensor | None = None) -> Tensor:
@@ -71,7 +106,31 @@ class CoNR(nn.Module):
 
     def render(self, sheet: CharacterSheet, target: Tensor, trace: list[dict[str, Tensor]] | None = None) -> Tensor:
         """target (B, 4, H, W) from `target_input` -> RGBA (B, 4, H, W), RGB premultiplied.
-        `trace` collects the shader's per-level flows and warped views (see CINNShader.forward)."""
+        `trace` collects the shader's per-level flows and warped views (see CINNShader.forward), or
+        the lookup shader's corrected flows and view weights."""
+        if self.cfg.lookup is not None:
+            coords, distance = match(sheet, target)
+            info: dict[str, Tensor] | None = {} if trace is not None else None
+            assert sheet.udp is not None
+            out = self.shader(target, sheet.reference, sheet.udp.unsqueeze(0), coords, distance, info)
+            if trace is not None:
+                trace.append({**(info or {}), "initial_coords": coords, "distance": distance})
+            return out
         target_feats = self.target_pose_encoder(target)
         message = self.shader(target_feats, sheet.reference, sheet.features, trace)
         return self.rgbadecodernet(message)
+
+
+def match(sheet: CharacterSheet, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Every target pixel's match in every sheet view: the matched sheet pixels (x, y) (B, V, 2, H, W)
+    and distances (B, V, 1, H, W), +inf where the view does not show that surface point."""
+    assert sheet.index is not None and sheet.udp is not None
+    a = target[:, 3:4].float()
+    xyz = target[:, :3].float() / a.clamp_min(1e-6)
+    flows, distances = [], []
+    for k in range(target.shape[0]):
+        f, d = sheet.index.coords(torch.cat([xyz[k], a[k]]))
+        flows.append(f)
+        distances.append(d)
+    return torch.stack(flows).to(target.device), torch.stack(distances).to(target.device)
+

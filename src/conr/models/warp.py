@@ -24,6 +24,24 @@ def warp(x: Tensor, flow: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
+def sample(x: Tensor, coords: Tensor) -> Tensor:
+    """Sample x (N, C, h, w) at pixel positions coords (N, 2, H, W) (x, y; pixel centres at whole
+    numbers), bilinear, border padding: the output has the size of coords, whatever x's size."""
+    h, w = x.shape[-2:]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        coords = coords.float()
+        grid = torch.stack([coords[:, 0] / max(w - 1.0, 1.0) * 2 - 1, coords[:, 1] / max(h - 1.0, 1.0) * 2 - 1], -1)
+        out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(x.dtype)
+
+
+def pixel_grid(h: int, w: int, device: torch.device | str = "cpu") -> Tensor:
+    """(1, 2, H, W): every pixel's own position (x, y)."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    return torch.stack([xs, ys])[None]
+
+
 def warp_groups(x: Tensor, flow: Tensor) -> Tensor:
     """Warp channel groups by their own flows: flow (N, 2G, H, W) moves G equal slices of x (N, C, H, W)."""
     n, c, h, w = x.shape

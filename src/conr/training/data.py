@@ -29,6 +29,7 @@ from conr.errors import ConrError
 from conr.io import read_png_header, read_rgba
 from conr.udp_files import read_udp
 from conr.preprocess import Crop, prepare_image, prepare_udp, premultiply, apply_crop, square_crop, to_unit
+from conr.training.augment import Photometric
 from conr.training.correspondence import correspondence_flow
 
 _LAYOUTS = ("a `conr synth` folder (manifest.json) or a `conr poses MODEL MOTION --sheet 4 --rgba` "
@@ -205,8 +206,11 @@ class SampleSet(Dataset):
     """(character, target frame) pairs of some characters."""
 
     def __init__(self, characters: Sequence[Character], size: int, jitter: CropJitter | None = CropJitter(),
-                 flow: bool = True):
+                 flow: bool = True, photometric: Photometric | None = None):
+        """photometric: each image's own random look (for the UDP parser alone: the target images
+        then no longer match the sheet's colours)."""
         self.characters = list(characters)
+        self.photometric = photometric
         self.items = [(c, f) for c in range(len(self.characters)) for f in range(len(self.characters[c].frames))]
         self.size = size
         self.jitter = jitter
@@ -220,6 +224,9 @@ class SampleSet(Dataset):
         if rng is None or self.jitter is None:
             return square_crop(alpha)
         return self.jitter(alpha, rng)
+
+    def _look(self, rgba: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        return rgba if rng is None or self.photometric is None else self.photometric(rgba, rng)
 
     def __getitem__(self, key: SampleKey | int) -> dict[str, Tensor]:
         if isinstance(key, int):
@@ -238,11 +245,12 @@ class SampleSet(Dataset):
         if crop is None:
             raise ConrError("the target frame shows (almost) no surface", udp_path, "remove the frame from the data")
         target = prepare_udp(udp, s, crop)
-        rgba = apply_crop(premultiply(read_rgba(rgba_path, what="target image")), crop, s)
+        rgba = self._look(read_rgba(rgba_path, what="target image"), rng)
+        rgba = apply_crop(premultiply(rgba), crop, s)
 
         sheet_rgb, sheet_alpha, sheet_udp = [], [], []
         for img_path, view_udp_path in views:
-            img = read_rgba(img_path)
+            img = self._look(read_rgba(img_path), rng)
             vcrop = self._crop(img[:, :, 3], rng)
             prepared = prepare_image(img, s, vcrop)
             if prepared is None:

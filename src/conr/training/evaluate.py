@@ -152,3 +152,166 @@ def format_table(result: dict) -> str:
         cells = "".join(f" {per[m]['right_pixels']:>9.3f} / {per[m]['l1_inside']:>6.3f}" for m in methods)
         lines.append(f"{name:<{name_w}}{cells}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- at the frames' own size
+
+
+def _frame_sample(char: Character, frame: int, views: int) -> dict[str, torch.Tensor]:
+    """A sample at the frames' own size, with no crop: what the baselines see beside `conr render`."""
+    from conr.io import read_rgba
+    from conr.preprocess import premultiply, to_unit
+    from conr.udp_files import read_udp
+
+    def udp_tensor(path) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(read_udp(path).transpose(2, 0, 1)))
+
+    sheet = [to_unit(premultiply(read_rgba(img))) for img, _ in char.sheet[:views]]
+    udp_path, rgba_path = char.frames[frame]
+    target_udp = udp_tensor(udp_path)
+    shapes = {tuple(s.shape[-2:]) for s in sheet} | {tuple(target_udp.shape[-2:])}
+    if len(shapes) > 1:
+        raise ConrError("the sheet views and frames differ in size, so the baselines cannot be drawn at frame "
+                        "size", rgba_path, "evaluate data made by `conr synth` (one size for all images)")
+    return {
+        "sheet_rgb": torch.stack([s[:3] for s in sheet]), "sheet_alpha": torch.stack([s[3:4] for s in sheet]),
+        "sheet_udp": torch.stack([udp_tensor(u) for _, u in char.sheet[:views]]),
+        "target_udp": target_udp, "target_alpha": target_udp[3:4],
+        "target_rgba": to_unit(premultiply(read_rgba(rgba_path, what="target image"))),
+    }
+
+
+def evaluate_frames(renderer, characters: Sequence[Character], views: int | None = None,
+                    baselines: Sequence[str] = ("copy", "udp_nn"), max_frames: int | None = None,
+                    progress: bool = True, images: bool = False, stability: bool = False) -> dict:
+    """What a user gets: every target frame rendered by `renderer` (a conr.pipeline.Renderer, as
+    `conr render` runs it) from the character's sheet images and UDP frames, compared with the
+    ground truth at the frames' own size, beside baselines drawn at the same size. With `stability`
+    (the frames are a motion, not independent poses), also their temporal stability: the colour change
+    between consecutive frames where the body stays put, over the truth's (metrics.temporal_change).
+    With `images`, also "model_image": the target images given as pose images (the parser reads
+    them), and the parser's UDP error on the sheet views and on the target images.
+
+    Returns {"size" (the renderer's), "frame_size", "views", "frames", "characters",
+    "overall": {method: {metric: mean}}, "per_character": {...}, "stability": {method: ratio},
+    "parser": {"sheet_udp_l1", "sheet_visibility_iou", "udp_l1", "visibility_iou"} (with `images`)}."""
+    from tqdm import tqdm
+
+    from conr.pipeline import PoseSource
+    from conr.training.metrics import temporal_change
+
+    views = views or min(len(c.sheet) for c in characters)
+    methods = ["model", *(["model_image"] if images else []), *baselines]
+    parser_scores: dict[str, list[float]] = defaultdict(list)
+    by_char = {c: list(range(len(ch.frames))) for c, ch in enumerate(characters)}
+    if max_frames is not None:
+        by_char = defaultdict(list)
+        flat = [(c, f) for c, ch in enumerate(characters) for f in range(len(ch.frames))]
+        for pos in _pick(len(flat), max_frames):
+            by_char[flat[pos][0]].append(flat[pos][1])
+    scores = {c: {m: {k: [] for k in METRICS} for m in methods} for c in by_char}
+    changes: dict[str, list[float]] = {m: [] for m in [*methods, "truth"]}
+    bar = tqdm(total=sum(map(len, by_char.values())), desc="evaluating", unit="frame", disable=not progress,
+               file=sys.stderr)
+    frame_size = None
+    for c, frames in by_char.items():
+        char = characters[c]
+        sheet = renderer.load_sheet([img for img, _ in char.sheet[:views]])
+        poses = [PoseSource(char.frames[f][0], "udp") for f in frames]
+        rendered_images = iter(())
+        if images:
+            rendered_images = renderer.render(sheet, [PoseSource(char.frames[f][1], "image") for f in frames],
+                                              save_udp=True)
+            for name, values in _sheet_parser_metrics(renderer, char, views).items():
+                parser_scores[name].extend(values)
+        previous: dict[str, torch.Tensor] = {}
+        prev_udp, prev_f = None, None
+        for f, rendered in zip(frames, renderer.render(sheet, poses)):
+            sample = _frame_sample(char, f, views)
+            truth = sample["target_rgba"][None]
+            frame_size = tuple(truth.shape[-2:])
+
+            def unit(frame) -> torch.Tensor:
+                return torch.from_numpy(frame.rgba).permute(2, 0, 1)[None].float() / 255.0
+
+            preds = {"model": unit(rendered)}
+            if images:
+                from_image = next(rendered_images)
+                preds["model_image"] = unit(from_image)
+                parsed = torch.from_numpy(from_image.udp).permute(2, 0, 1)[None]
+                for name, values in parser_metrics(parsed, sample["target_udp"][None]).items():
+                    parser_scores[name].extend(values.tolist())
+            preds.update({name: BASELINES[name](sample)[None] for name in baselines})
+            for name, pred in preds.items():
+                for metric, values in frame_metrics(pred, truth).items():
+                    scores[c][name][metric].extend(values.tolist())
+            now = {**preds, "truth": truth}
+            if stability and prev_udp is not None and prev_f == f - 1:
+                for name, pred in now.items():
+                    value = temporal_change(previous[name], pred, prev_udp[None], sample["target_udp"][None])
+                    if value is not None:
+                        changes[name].append(value)
+            previous, prev_udp, prev_f = now, sample["target_udp"], f
+            bar.update(1)
+    bar.close()
+
+    def summary(per: list[dict[str, dict[str, list[float]]]]) -> dict[str, dict[str, float]]:
+        return {m: {k: _mean([v for p in per for v in p[m][k]]) for k in METRICS} for m in methods}
+
+    stability = None
+    if changes["truth"]:
+        truth_change = _mean(changes["truth"])
+        stability = {m: _mean(changes[m]) / max(truth_change, 1e-9) for m in methods}
+    return {
+        "size": renderer.size, "frame_size": list(frame_size or ()), "views": views,
+        "frames": sum(map(len, by_char.values())), "characters": len(by_char),
+        "overall": summary(list(scores.values())),
+        "per_character": {characters[c].name: summary([scores[c]]) for c in by_char},
+        "stability": stability,
+        "parser": {k: _mean(v) for k, v in parser_scores.items()} if images else None,
+    }
+
+
+@torch.inference_mode()
+def _sheet_parser_metrics(renderer, char: Character, views: int) -> dict[str, list[float]]:
+    """The UDP parser on the sheet views, in the crops rendering reads them at (what the lookup family
+    matches through): XYZ L1 where visible and visibility IoU, one value per view."""
+    from conr.io import read_rgba
+    from conr.preprocess import prepare_image, prepare_udp
+    from conr.udp_files import read_udp
+
+    size = renderer.size
+    imgs = [read_rgba(img) for img, _ in char.sheet[:views]]
+    if renderer.native:
+        from conr.pipeline import native_size
+        from conr.preprocess import square_crop
+
+        size = native_size([square_crop(i[:, :, 3]) for i in imgs], renderer.size)
+    prepared = [prepare_image(i, size) for i in imgs]
+    labels = torch.stack([prepare_udp(read_udp(u), size, p.crop).label for p, (_, u) in zip(prepared, char.sheet)])
+    rgb = torch.stack([p.rgb for p in prepared]).to(renderer.device)
+    udp = renderer.model.parse(rgb).float().cpu()
+    scores = parser_metrics(udp, labels)
+    return {"sheet_udp_l1": scores["udp_l1"].tolist(), "sheet_visibility_iou": scores["visibility_iou"].tolist()}
+
+
+def format_frames_table(result: dict) -> str:
+    methods = list(result["overall"])
+    shown = ("right_pixels", "ssim", "l1_rgb", "l1_inside")
+    arrows = {k: "↑" if HIGHER_IS_BETTER[k] else "↓" for k in shown}
+    size = "x".join(map(str, result["frame_size"]))
+    lines = [f"{result['frames']} frames of {result['characters']} characters at their own size ({size}), "
+             f"{result['views']} views; the model runs at {result['size']} px", "",
+             f"{'method':<12}" + "".join(f"{k + arrows[k]:>15}" for k in shown)
+             + ("   change/truth" if result.get("stability") else "")]
+    for m in methods:
+        row = f"{m:<12}" + "".join(f"{result['overall'][m][k]:>15.4f}" for k in shown)
+        if result.get("stability"):
+            row += f"{result['stability'][m]:>15.2f}"
+        lines.append(row)
+    if result.get("parser"):
+        p = result["parser"]
+        lines += ["", "model: from the UDP frames; model_image: from the target images (the parser reads them)",
+                  f"UDP parser, XYZ L1 where visible / visibility IoU: sheet views {p['sheet_udp_l1']:.4f} / "
+                  f"{p['sheet_visibility_iou']:.4f}, target images {p['udp_l1']:.4f} / {p['visibility_iou']:.4f}"]
+    return "\n".join(lines)

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from conr.errors import ConrError
 from conr.models import CoNR, preset
 from conr.training import checkpoint
+from conr.training.augment import Photometric
 from conr.training.data import CropJitter, SampleKey, SampleSet, StepSampler, check_files, read_data, split_characters
 from conr.training.losses import LossWeights, training_loss
 from conr.training.monitor import MetricsLog, write_grid
@@ -58,6 +59,9 @@ class TrainConfig:
     save_every: int = 500
     device: str = "auto"
     jitter: bool = True
+    stage: str = "all"  # all, parser or shader: which parts learn (see conr.training.step)
+    init: str | None = None  # weights to start from: every part of the same architecture is loaded
+    photometric: bool = True  # the parser stage's image augmentation (conr.training.augment)
     losses: LossWeights = field(default_factory=LossWeights)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,12 +86,12 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 class _Objective(nn.Module):
     """The model and its loss as one module, so that DistributedDataParallel sees one forward."""
 
-    def __init__(self, model: CoNR, weights: LossWeights):
+    def __init__(self, model: CoNR, weights: LossWeights, stage: str = "all"):
         super().__init__()
-        self.model, self.weights = model, weights
+        self.model, self.weights, self.stage = model, weights, stage
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return training_loss(self.weights, forward(self.model, batch), batch)
+        return training_loss(self.weights, forward(self.model, batch, stage=self.stage), batch)
 
 
 @dataclass
@@ -132,17 +136,40 @@ def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def trainable(model: CoNR) -> list[nn.Parameter]:
-    """Parameters that take part in rendering. The pose encoder's U-Net decoder never runs (it is kept
-    for the released checkpoint's layout), so it is frozen: DDP needs every trainable parameter used."""
+def trainable(model: CoNR, stage: str = "all") -> list[nn.Parameter]:
+    """Parameters that take part in rendering and that the stage trains. The pose encoder's U-Net
+    decoder never runs (it is kept for the released checkpoint's layout), so it is frozen: DDP needs
+    every trainable parameter used."""
     frozen = ("target_pose_encoder.upsample_blocks.", "target_pose_encoder.final_conv.")
     params = []
     for name, p in model.named_parameters():
-        if name.startswith(frozen):
-            p.requires_grad_(False)
-        else:
+        parser = name.startswith("udpparsernet.")
+        learns = not name.startswith(frozen) and (stage == "all" or (stage == "parser") == parser)
+        p.requires_grad_(learns)
+        if learns:
             params.append(p)
     return params
+
+
+def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> None:
+    """Start from the parts of `path` (any weights `--weights` takes) that fit this architecture."""
+    from conr.weights import load_model, training_meta
+
+    source = load_model(path)
+    # A run that trained the parser alone holds an untrained shader: only its parser is worth taking.
+    learned = ("udpparsernet",) if training_meta(path).get("stage") == "parser" else source.parts
+    loaded = []
+    for part in model.parts:
+        if part not in source.parts or part not in learned:
+            continue
+        mine, theirs = model.part(part).state_dict(), source.part(part).state_dict()
+        if mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine):
+            model.part(part).load_state_dict(theirs)
+            loaded.append(part)
+    if not loaded:
+        raise ConrError("no part of these weights fits the architecture being trained", Path(path),
+                        "give --init weights of the same preset (or whose UDP parser is the same)")
+    log(f"init: {', '.join(loaded)} from {path}")
 
 
 def prepare_run(cfg: TrainConfig, resume: bool) -> None:
@@ -172,8 +199,12 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         # Adam's second moments and small gradients underflow into subnormal floats, which x86 CPUs
         # handle up to 100x slower: flushing them made a step 6x faster (measured).
         torch.set_flush_denormal(True)
-    if cfg.size % 128:
+    if cfg.size % 128 and cfg.stage != "parser":
         raise ConrError(f"--size {cfg.size} is not a multiple of 128", hint="use 128 or 256")
+    from conr.training.step import STAGES
+
+    if cfg.stage not in STAGES:
+        raise ConrError(f"--stage {cfg.stage!r} is not one of {', '.join(STAGES)}")
 
     characters = read_data(cfg.data)
     held = cfg.val_characters if cfg.val_characters is not None else min(4, len(characters) // 5)
@@ -183,15 +214,22 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
             f"validation), {sum(len(c.frames) for c in train_chars)} training frames; checking the files")
         check_files(characters)
     views = (min(cfg.views[0], cfg.views[1]), cfg.views[1])
-    train_set = SampleSet(train_chars, cfg.size, jitter=CropJitter() if cfg.jitter else None)
+    parser_only = cfg.stage == "parser"
+    jitter = (CropJitter(scale=(0.85, 1.5)) if parser_only else CropJitter()) if cfg.jitter else None
+    train_set = SampleSet(train_chars, cfg.size, jitter=jitter, flow=not parser_only,
+                          photometric=Photometric() if parser_only and cfg.photometric else None)
     if train_set.max_views < views[1]:
         raise ConrError(f"--views asks for up to {views[1]} sheet views, but some characters have only "
                         f"{train_set.max_views}", hint=f"use --views {min(views[0], train_set.max_views)}:"
                         f"{train_set.max_views}")
 
-    model_cfg = dataclasses.replace(preset(cfg.preset), image_size=cfg.size)
+    base = preset(cfg.preset)
+    # Training the parser alone happens at the parser's size; the model keeps its own image size.
+    model_cfg = base if parser_only else dataclasses.replace(base, image_size=cfg.size)
     model = CoNR(model_cfg).to(device)
-    params = trainable(model)
+    if cfg.init is not None and not resume:
+        load_init(model, cfg.init, log if ddp.main else (lambda s: None))
+    params = trainable(model, cfg.stage)
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -210,7 +248,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
                 "characters": {"train": len(train_chars), "validation": [c.name for c in val_chars]}}
         (out / RUN_FILE).write_text(json.dumps(meta, indent=1))
 
-    objective: nn.Module = _Objective(model, cfg.losses)
+    objective: nn.Module = _Objective(model, cfg.losses, cfg.stage)
     if ddp.world_size > 1:
         objective = nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
@@ -221,7 +259,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
                         worker_init_fn=_worker_init, persistent_workers=False,
                         prefetch_factor=4 if cfg.workers else None, pin_memory=device.type == "cuda")
     # With no held-out characters (a single `conr poses` model, say) the grids show training characters.
-    val_batch = _validation_batch(val_chars or train_chars, cfg.size, views[1]) if ddp.main else None
+    val_batch = _validation_batch(val_chars or train_chars, cfg.size, views[1], not parser_only) if ddp.main else None
     val_tag = "val" if val_chars else "fixed_train"
     metrics = MetricsLog(out, start if resume else None) if ddp.main else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
@@ -234,7 +272,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     step = start
     last_saved = start
-    meta_run = {"preset": cfg.preset, "size": cfg.size, "data": cfg.data, "seed": cfg.seed}
+    meta_run = {"preset": cfg.preset, "size": cfg.size, "data": cfg.data, "seed": cfg.seed, "stage": cfg.stage}
     window: list[dict[str, float]] = []
     updating = False
     t0, samples_done = time.perf_counter(), 0
@@ -281,12 +319,14 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
                 metrics.write(step, values)
                 t0, samples_done = time.perf_counter(), 0
                 if bar is not None:
-                    bar.set_postfix(loss=f"{values['loss/total']:.4f}", rgba=f"{values['loss/rgba']:.4f}",
+                    shown = "loss/rgba" if "loss/rgba" in values else "loss/parser"
+                    bar.set_postfix(loss=f"{values['loss/total']:.4f}", **{shown[5:]: f"{values[shown]:.4f}"},
                                     samples_s=f"{values['samples_per_s']:.2f}")
             if bar is not None:
                 bar.update(1)
             if ddp.main and val_batch is not None and (step % cfg.sample_every == 0 or step == cfg.steps):
-                val = _validate(model, val_batch, cfg.losses, device, autocast, out / "samples" / f"step_{step:08d}.png")
+                val = _validate(model, val_batch, cfg.losses, device, autocast, out / "samples" / f"step_{step:08d}.png",
+                                cfg.stage)
                 assert metrics is not None
                 metrics.write(step, {f"{val_tag}/{k}": v for k, v in val.items()})
             if step % cfg.save_every == 0 or step == cfg.steps:
@@ -311,9 +351,9 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     return out / RUN_WEIGHTS
 
 
-def _validation_batch(chars, size: int, views: int, count: int = 4) -> dict[str, Tensor]:
+def _validation_batch(chars, size: int, views: int, flow: bool = True, count: int = 4) -> dict[str, Tensor]:
     """A few fixed held-out samples: the first frames of the first validation characters."""
-    ds = SampleSet(chars, size, jitter=None)
+    ds = SampleSet(chars, size, jitter=None, flow=flow)
     picks = [ds.items.index((c, 0)) for c in range(min(count, len(chars)))]
     picks += [i for i in range(len(ds)) if i not in picks][:count - len(picks)]
     return _collate([ds[SampleKey(i, min(views, ds.max_views), None)] for i in picks])
@@ -321,12 +361,17 @@ def _validation_batch(chars, size: int, views: int, count: int = 4) -> dict[str,
 
 @torch.no_grad()
 def _validate(model: CoNR, batch: dict[str, Tensor], weights: LossWeights, device: torch.device,
-              autocast, grid: Path) -> dict[str, float]:
+              autocast, grid: Path, stage: str = "all") -> dict[str, float]:
     model.eval()
     batch = _to(batch, device)
     with autocast:
-        out = forward(model, batch)
+        out = forward(model, batch, stage=stage)
     terms = training_loss(weights, out, batch)
-    write_grid(grid, {k: v.cpu() for k, v in batch.items()}, out["rgba"].float().cpu())  # type: ignore[union-attr]
+    if "rgba" in out:
+        shown = out["rgba"].float().cpu()  # type: ignore[union-attr]
+    else:  # the parser alone: its UDP of the target images, XYZ as colour
+        udp = out["target_udp"].float().clamp(0, 1).cpu()  # type: ignore[union-attr]
+        shown = torch.cat([udp[:, :3] * udp[:, 3:4], udp[:, 3:4]], 1)
+    write_grid(grid, {k: v.cpu() for k, v in batch.items()}, shown)
     model.train()
     return {k: float(v) for k, v in terms.items()}

@@ -50,10 +50,11 @@ def parser_loss(raw: Tensor, label: Tensor) -> Tensor:
     return xyz + _per_sample(_bce(raw[:, 3:4], vis))
 
 
-def flow_loss(flows: list[Tensor], truth: Tensor) -> Tensor:
+def flow_loss(flows: list[Tensor], truth: Tensor, cap: float | None = None) -> Tensor:
     """flows: each level's (B, V, 2, h, w) flow in pixels of its size; truth (B, V, 3, S, S): the
     correspondence flow in pixels of S and where it is valid. L1 in each level's pixels, mean over
-    levels: coarse levels learn where the body parts are, fine ones where each pixel goes. -> (B,)"""
+    levels: coarse levels learn where the body parts are, fine ones where each pixel goes. `cap`
+    (pixels of S) bounds each pixel's error: farther than a shader can move a match is no lesson. -> (B,)"""
     b, v, _, s, _ = truth.shape
     t = truth.flatten(0, 1)
     total = truth.new_zeros(b)
@@ -63,6 +64,8 @@ def flow_loss(flows: list[Tensor], truth: Tensor) -> Tensor:
         valid = F.avg_pool2d(t[:, 2:3], k) if k > 1 else t[:, 2:3]
         target = (F.avg_pool2d(t[:, :2], k) if k > 1 else t[:, :2]) / valid.clamp_min(_EPS) / k
         err = (flow.flatten(0, 1).float() - target).abs().sum(1, keepdim=True)
+        if cap is not None:
+            err = err.clamp(max=cap * h / s)
         mask = (valid > 0.5).float()
         per_view = (err * mask).flatten(1).sum(1).view(b, v)
         count = mask.flatten(1).sum(1).view(b, v)
@@ -83,19 +86,24 @@ def ssim_map(x: Tensor, y: Tensor, window: int = 7) -> Tensor:
 def training_loss(weights: LossWeights, out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """Every term per sample (B,) and their weighted sum "total"; `out` holds the model's outputs
     (see `conr.training.step.forward`)."""
-    rgba, truth = out["rgba"].float(), batch["target_rgba"]
-    terms: dict[str, Tensor] = {}
-    terms["rgba"] = _per_sample((rgba - truth).abs())
-    terms["alpha"] = _per_sample(_bce(rgba[:, 3:4], truth[:, 3:4]))
+    truth = batch["target_rgba"]
     b, v = batch["sheet_udp"].shape[:2]
-    sheet = parser_loss(out["sheet_udp"].float(), batch["sheet_udp"].flatten(0, 1)).view(b, v).mean(1)
-    terms["parser"] = sheet
-    if "target_udp" in out:
-        terms["parser"] = sheet + parser_loss(out["target_udp"].float(), batch["target_udp"])
-    terms["flow"] = flow_loss(out["flows"], batch["flow"]) if "flow" in batch else torch.zeros_like(sheet)
-    terms["warp"] = _per_sample((out["warped"].float() - truth).abs())
-    if weights.ssim > 0:
-        terms["ssim"] = 1 - _per_sample(ssim_map(over_white(rgba), over_white(truth)))
+    terms: dict[str, Tensor] = {}
+    if "rgba" in out:  # not when the parser is trained alone
+        rgba = out["rgba"].float()
+        terms["rgba"] = _per_sample((rgba - truth).abs())
+        terms["alpha"] = _per_sample(_bce(rgba[:, 3:4], truth[:, 3:4]))
+        if "flow" in batch:
+            terms["flow"] = flow_loss(out["flows"], batch["flow"], out.get("flow_cap"))
+        if "warped" in out:
+            terms["warp"] = _per_sample((out["warped"].float() - truth).abs())
+        if weights.ssim > 0:
+            terms["ssim"] = 1 - _per_sample(ssim_map(over_white(rgba), over_white(truth)))
+    if "sheet_udp" in out:
+        sheet = parser_loss(out["sheet_udp"].float(), batch["sheet_udp"].flatten(0, 1)).view(b, v).mean(1)
+        terms["parser"] = sheet
+        if "target_udp" in out:
+            terms["parser"] = sheet + parser_loss(out["target_udp"].float(), batch["target_udp"])
     total = sum(getattr(weights, k) * t for k, t in terms.items())
     terms = {k: t.mean() for k, t in terms.items()}
     terms["total"] = total.mean()  # type: ignore[union-attr]

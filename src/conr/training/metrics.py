@@ -82,3 +82,17 @@ def parser_metrics(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
     l1 = (err * vis_t).flatten(1).sum(1) / vis_t.flatten(1).sum(1).clamp_min(1)
     iou = (vis_t & vis_p).flatten(1).sum(1) / (vis_t | vis_p).flatten(1).sum(1).clamp_min(1)
     return {"udp_l1": l1, "visibility_iou": iou.float()}
+
+
+def temporal_change(prev: Tensor, cur: Tensor, prev_udp: Tensor, cur_udp: Tensor,
+                    still: float = 0.004) -> float | None:
+    """Flicker: the mean colour change (over white, L1 per channel) between two consecutive frames
+    (1, 4, H, W) at the pixels whose body point stays put (visible in both, UDP within `still`),
+    where a steady renderer changes little; None if no pixel stays put. Compare with the truth's."""
+    vis = (prev_udp[:, 3] > SILHOUETTE) & (cur_udp[:, 3] > SILHOUETTE)
+    moved = (prev_udp[:, :3] - cur_udp[:, :3]).abs().amax(1)
+    keep = vis & (moved < still)
+    if not bool(keep.any()):
+        return None
+    change = (over_white(prev.float()) - over_white(cur.float())).abs().mean(1)
+    return float(change[keep].mean())

@@ -1,4 +1,9 @@
-"""One forward pass of all four networks on a batch, as rendering runs them, plus what the losses need."""
+"""One forward pass of the networks on a batch, as rendering runs them, plus what the losses need.
+
+Stages (`conr train --stage`): "all" trains every part together; "parser" the UDP parser alone (on
+sheet views and target images); "shader" everything but the parser, which then runs as rendering
+runs it (the lookup family's refinement learns to correct the parser's real mistakes).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from torch import Tensor
 
 from conr.models import CharacterSheet, CoNR
 from conr.models.layers import ResUNet, normalize_input
+from conr.models.warp import pixel_grid
+
+STAGES = ("all", "parser", "shader")
 
 
 def parse(model: CoNR, rgb: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -17,10 +25,17 @@ def parse(model: CoNR, rgb: Tensor) -> tuple[Tensor, list[Tensor]]:
     return raw, feats
 
 
-def forward(model: CoNR, batch: dict[str, Tensor], parse_targets: bool = True) -> dict[str, Tensor | list[Tensor]]:
-    """batch: tensors of `conr.training.data.SampleSet`, stacked (B, ...). Returns the rendered RGBA
-    (B, 4, S, S), the parser's UDP of the sheet views (B*V, 4, S, S) and of the target images
-    (B, 4, S, S), each level's per-view flows and the fused warped RGBA of the last warp."""
+def forward(model: CoNR, batch: dict[str, Tensor], parse_targets: bool = True,
+            stage: str = "all") -> dict[str, Tensor | list[Tensor]]:
+    """batch: tensors of `conr.training.data.SampleSet`, stacked (B, ...). Returns what the stage
+    trains: the rendered RGBA (B, 4, S, S), the parser's UDP of the sheet views (B*V, 4, S, S) and of
+    the target images (B, 4, S, S), the shader's per-view flows, and (CINN) the fused warped RGBA."""
+    if stage == "parser":
+        # The parser is trained at its own size: the data set's.
+        rgb = batch["sheet_rgb"].flatten(0, 1)
+        return {"sheet_udp": parse(model, rgb)[0], "target_udp": parse(model, batch["target_rgba"][:, :3])[0]}
+    if model.cfg.lookup is not None:
+        return _forward_lookup(model, batch, stage)
     b, v = batch["sheet_rgb"].shape[:2]
     rgb, alpha = batch["sheet_rgb"].flatten(0, 1), batch["sheet_alpha"].flatten(0, 1)  # (B*V, C, S, S)
     sheet_udp, feats = parse(model, rgb)
@@ -34,7 +49,28 @@ def forward(model: CoNR, batch: dict[str, Tensor], parse_targets: bool = True) -
         "rgba": rgba, "sheet_udp": sheet_udp,
         "flows": [t["flow"] for t in trace], "warped": trace[-1]["fused"],
     }
-    if parse_targets:
+    if parse_targets and stage == "all":
         # Pose images (the original's image mode) go through the parser: it learns their UDP too.
         out["target_udp"] = parse(model, batch["target_rgba"][:, :3])[0]
+    return out
+
+
+def _forward_lookup(model: CoNR, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor | list[Tensor]]:
+    """Every sample's sheet encoded and matched exactly as `conr render` does (CoNR.encode_sheet,
+    CoNR.render), one sample at a time: each has a sheet of its own."""
+    target = CoNR.target_input(batch["target_udp"], batch["target_alpha"])
+    rgba, flows = [], []
+    for k in range(target.shape[0]):
+        with torch.set_grad_enabled(stage == "all" and torch.is_grad_enabled()):
+            sheet = model.encode_sheet(batch["sheet_rgb"][k], batch["sheet_alpha"][k])
+        trace: list[dict[str, Tensor]] = []
+        rgba.append(model.render(sheet, target[k:k + 1], trace))
+        coords = trace[0]["coords"]  # the sheet has the target's size here: coords - position = flow
+        flows.append(coords - pixel_grid(*coords.shape[-2:], device=coords.device))
+    lookup = model.cfg.lookup
+    out: dict[str, Tensor | list[Tensor] | float] = {
+        "rgba": torch.cat(rgba), "flows": [torch.cat(flows)],
+        "flow_cap": lookup.max_correction * target.shape[-1]}
+    if stage == "all":
+        out["sheet_udp"] = parse(model, batch["sheet_rgb"].flatten(0, 1))[0]
     return out

@@ -1,0 +1,165 @@
+"""The lookup shader: correspondence-first rendering, the CINN shader's job started from a good guess.
+
+Explicit matching through UDP (conr.models.matching) gives every target pixel, in every sheet view,
+the pixel that shows the same body point: an initial flow per view and how far the match is. The
+network here only corrects what that guess gets wrong (the parser's UDP is never exact):
+
+- per view, from the view's pixels warped by its initial flow, the UDP mismatch left after the warp
+  and the match distance, it predicts a flow correction and a confidence; the views exchange
+  messages (a mean over the view dimension) at every scale, as the CINN's views do;
+- the colour is *copied from the sheet's own pixels* through the corrected flows, the views blended
+  by a softmax of their confidences, so detail survives at any resolution;
+- a full-resolution head adds what no view can give: colour where no view shows the surface, a
+  shading gain, and the ink outline just outside the silhouette. Alpha is the target's, plus that
+  outline.
+
+Tensors: B frames, V views, S the image size; per-view tensors are folded to (B*V, C, h, w).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from conr.models.warp import sample
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class LookupShaderConfig:
+    parser_size: int = 128  # the UDP parser reads images at this size (its UDP is upsampled to S)
+    work_size: int = 128  # the refinement network runs at this size; its flows are upsampled to S
+    widths: tuple[int, ...] = (24, 48, 96, 128)  # refinement U-Net channels, one per scale (/1, /2, /4, /8)
+    head_width: int = 16  # channels of the full-resolution head
+    max_distance: float = 0.1  # match distances are read as a fraction of this (UDP units)
+    max_correction: float = 0.15  # largest flow correction, as a fraction of the image size
+    prior: float = 100.0  # views start weighted by exp(-prior * match distance): the nearest match wins
+
+
+def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.PReLU(c_out),
+                         nn.Conv2d(c_out, c_out, 3, 1, 1), nn.PReLU(c_out))
+
+
+class ViewExchange(nn.Module):
+    """Collaborative inference: every view hears the mean and the maximum of all views' features."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.mix = nn.Conv2d(3 * c, c, 1)
+
+    def forward(self, x: Tensor, views: int) -> Tensor:
+        bv, c, h, w = x.shape
+        x5 = x.view(bv // views, views, c, h, w)
+        mean = x5.mean(1, keepdim=True).expand_as(x5)
+        top = x5.max(1, keepdim=True).values.expand_as(x5)
+        return x + self.mix(torch.cat([x5, mean, top], 2).view(bv, 3 * c, h, w))
+
+
+# Per-view input channels: warped RGBA (4), UDP mismatch after the warp (3), match distance and
+# matched flag (2), the view's own warped UDP visibility (1), the target's XYZ * A and A (4).
+VIEW_INPUTS = 14
+# Full-resolution head outputs: residual RGB (3), its gate (1), shading gain (1), outline alpha (1).
+HEAD_OUTPUTS = 6
+
+
+class LookupShader(nn.Module):
+    def __init__(self, cfg: LookupShaderConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.widths
+        self.down = nn.ModuleList([_block(VIEW_INPUTS, w[0])] +
+                                  [_block(w[i - 1], w[i], stride=2) for i in range(1, len(w))])
+        self.exchange = nn.ModuleList(ViewExchange(c) for c in w)
+        self.up = nn.ModuleList(_block(w[i + 1] + w[i], w[i]) for i in reversed(range(len(w) - 1)))
+        self.view_head = nn.Conv2d(w[0], 3, 3, 1, 1)  # flow correction (2), confidence (1)
+        self.feature_head = nn.Conv2d(w[0], cfg.head_width, 1)
+        hw = cfg.head_width
+        self.head = nn.Sequential(nn.Conv2d(hw + 3 + 1 + 4, hw, 3, 1, 1), nn.PReLU(hw),
+                                  nn.Conv2d(hw, hw, 3, 1, 1), nn.PReLU(hw),
+                                  nn.Conv2d(hw, HEAD_OUTPUTS, 3, 1, 1))
+        # Untrained, the shader is the plain lookup: no correction, the nearest match's view, no
+        # residual colour, no shading change and no outline.
+        for conv, bias in ((self.view_head, (0.0, 0.0, 0.0)), (self.head[-1], (0.0, 0.0, 0.0, -6.0, 0.0, -6.0))):
+            nn.init.zeros_(conv.weight)
+            with torch.no_grad():
+                conv.bias.copy_(torch.tensor(bias))
+
+    def forward(self, target: Tensor, reference: Tensor, sheet_udp: Tensor, coords: Tensor, distance: Tensor,
+                trace: dict[str, Tensor] | None = None) -> Tensor:
+        """
+        target: (B, 4, H, W) the pose: surface XYZ * A and A.
+        reference: (1 or B, V, 4, s, s) the sheet views' RGBA, RGB premultiplied, at the sheet's own size.
+        sheet_udp: (1 or B, V, 4, s, s) the parser's UDP of the sheet views.
+        coords, distance: (B, V, 2, H, W) and (B, V, 1, H, W), the matches (conr.models.matching):
+        the sheet pixel (x, y) of each view that shows each target pixel's surface point, and how far.
+        trace: if a dict is given, it receives "coords" (B, V, 2, H, W) the corrected matches and
+        "weight" (B, V, 1, H, W) the views' blend weights.
+        Returns RGBA (B, 4, H, W), RGB premultiplied.
+        """
+        cfg = self.cfg
+        b, v = coords.shape[:2]
+        h, w = target.shape[-2:]
+        side = reference.shape[-1]
+
+        def per_view(t: Tensor) -> Tensor:  # (1 or B, V, C, h, w) -> (B*V, C, h, w)
+            return t.expand(b, *t.shape[1:]).reshape(b * v, *t.shape[2:])
+
+        ref, udp = per_view(reference), per_view(sheet_udp)
+        coords, distance = coords.flatten(0, 1), distance.flatten(0, 1)
+        matched = torch.isfinite(distance).float()
+        near = torch.where(matched > 0, distance, 0.0)
+
+        # The initial guess: each view's pixels and UDP brought to the target.
+        warped = sample(torch.cat([ref, udp], 1), coords)  # (B*V, 8, H, W)
+        tgt = target.repeat_interleave(v, 0)  # (B*V, 4, H, W)
+        mismatch = (warped[:, 4:7] - tgt[:, 0:3]) * tgt[:, 3:4] * matched
+        x = torch.cat([warped[:, 0:4], mismatch, (near / cfg.max_distance).clamp(max=4.0) * matched, matched,
+                       warped[:, 7:8], tgt], 1)
+        x = _resize(x, (cfg.work_size, cfg.work_size))
+
+        skips = []
+        for down, exchange in zip(self.down, self.exchange):
+            x = exchange(down(x), v)
+            skips.append(x)
+        for i, up in enumerate(self.up):
+            skip = skips[-2 - i]
+            x = up(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
+        out = self.view_head(x)  # (B*V, 3, w, w)
+        correction = _resize(torch.tanh(out[:, 0:2]) * cfg.max_correction * side, (h, w))
+        # Views start weighted by how near their match is; unmatched views count for almost nothing.
+        logit = _resize(out[:, 2:3], (h, w)) - cfg.prior * near - 30.0 * (1 - matched)
+
+        coords = coords + correction
+        colour = sample(ref, coords)  # (B*V, 4, H, W): the sheet's own pixels
+        weight = torch.softmax(logit.view(b, v, 1, h, w), dim=1)  # (B, V, 1, H, W)
+        fused = (weight * colour.view(b, v, 4, h, w)).sum(1)  # (B, 4, H, W), premultiplied
+        # Straight colour: matched pixels on a view's anti-aliased edge are part transparent.
+        straight = (fused[:, :3] / fused[:, 3:4].clamp_min(_EPS)).clamp(0, 1)
+        any_match = matched.view(b, v, 1, h, w).amax(1)  # (B, 1, H, W)
+
+        feats = (weight * _resize(self.feature_head(x), (h, w)).view(b, v, -1, h, w)).sum(1)
+        head = self.head(torch.cat([feats, straight, any_match, target], 1))
+        residual = torch.sigmoid(head[:, 0:3])
+        gate = torch.maximum(torch.sigmoid(head[:, 3:4]), 1 - any_match)
+        gain = 2 * torch.sigmoid(head[:, 4:5])
+        outline = torch.sigmoid(head[:, 5:6])
+        rgb = gate * residual + (1 - gate) * (straight * gain).clamp(0, 1)
+        a = target[:, 3:4]
+        alpha = a + (1 - a) * outline
+        if trace is not None:
+            trace["coords"] = coords.view(b, v, 2, h, w)
+            trace["weight"] = weight
+        return torch.cat([rgb * alpha, alpha], 1)
+
+
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if x.shape[-1] > size[1]:
+        return F.interpolate(x, size=size, mode="area")
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

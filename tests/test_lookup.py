@@ -1,0 +1,225 @@
+"""The correspondence-first family: explicit UDP matching, copying the sheet's own pixels, its
+parts' round trips, its errors and warnings, and its training stages."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conr.errors import ConrError
+from conr.models import CharacterSheet, CoNR, CoNRConfig, preset
+from conr.models.matching import SurfaceIndex
+from conr.models.warp import pixel_grid, sample
+from conr.pipeline import Renderer
+from conr.weights import load_model, save_safetensors
+
+
+def _coded_udp(h: int, w: int, visible: torch.Tensor | None = None) -> torch.Tensor:
+    """(4, H, W) UDP in which every pixel shows its own surface point: XYZ = (x/w, y/h, 0.5)."""
+    grid = pixel_grid(h, w)[0]
+    vis = torch.ones(1, h, w) if visible is None else visible.float()[None]
+    xyz = torch.cat([grid[0:1] / w, grid[1:2] / h, torch.full((1, h, w), 0.5)])
+    return torch.cat([xyz * vis, vis])
+
+
+def test_matching_finds_the_pixel_that_shows_the_same_point():
+    sheet = _coded_udp(32, 32)
+    # The target shows the sheet's points shifted: target pixel (x, y) shows sheet pixel (x - 3, y + 2).
+    target = torch.zeros(4, 32, 32)
+    target[:, 0:28, 5:32] = sheet[:, 2:30, 2:29]
+    index = SurfaceIndex(sheet[None])
+    coords, distance = index.coords(target)
+    inside = target[3] > 0.5
+    ys, xs = torch.nonzero(inside, as_tuple=True)
+    assert torch.equal(coords[0, 0][inside], (xs - 3).float())
+    assert torch.equal(coords[0, 1][inside], (ys + 2).float())
+    assert float(distance[0, 0][inside].max()) < 1e-6
+    assert bool(torch.isinf(distance[0, 0][~inside]).all())  # no surface there: nothing matched
+
+
+def test_a_view_that_shows_nothing_matches_nothing():
+    udp = torch.stack([_coded_udp(16, 16), torch.zeros(4, 16, 16)])
+    index = SurfaceIndex(udp)
+    assert index.empty_views == [1]
+    _, distance = index.coords(_coded_udp(16, 16))
+    assert bool(torch.isfinite(distance[0]).all()) and bool(torch.isinf(distance[1]).all())
+
+
+def test_sampling_at_whole_pixels_copies_them_and_sizes_may_differ():
+    x = torch.rand(1, 3, 10, 12)
+    coords = torch.tensor([[3.0, 7.0], [11.0, 0.0]]).T.reshape(1, 2, 1, 2)  # (x, y) of two pixels
+    out = sample(x, coords)
+    assert out.shape == (1, 3, 1, 2)
+    assert torch.allclose(out[0, :, 0, 0], x[0, :, 7, 3]) and torch.allclose(out[0, :, 0, 1], x[0, :, 0, 11])
+
+
+def _sheet_from_udp(model: CoNR, rgb: torch.Tensor, udp: torch.Tensor) -> CharacterSheet:
+    """A sheet whose UDP is exact (what a perfect parser would give)."""
+    a = udp[:, 3:4]
+    return CharacterSheet(torch.cat([rgb * a, a], 1)[None], [], udp, SurfaceIndex(udp))
+
+
+def test_untrained_lookup_shader_copies_the_sheets_own_pixels():
+    torch.manual_seed(0)
+    model = CoNR(preset("lookup-tiny")).eval()
+    s = 64
+    vis = torch.zeros(s, s, dtype=torch.bool)
+    vis[8:56, 8:56] = True
+    udp = _coded_udp(s, s, vis)[None]  # one view
+    rgb = torch.rand(1, 3, s, s)
+    sheet = _sheet_from_udp(model, rgb, udp)
+    # The target shows the sheet's square moved 5 pixels right and 4 down.
+    target_udp = torch.zeros(4, s, s)
+    target_udp[:, 12:60, 13:61] = udp[0, :, 8:56, 8:56]
+    target = CoNR.target_input(target_udp[None])
+    with torch.no_grad():
+        out = model.render(sheet, target)[0]
+    assert torch.allclose(out[3], target_udp[3], atol=0.01)  # alpha is the target's
+    # Every pixel's colour is the sheet pixel it shows (up to the untrained heads' small residual).
+    assert torch.allclose(out[:3, 12:60, 13:61], rgb[0, :, 8:56, 8:56], atol=0.01)
+
+
+def test_lookup_config_and_weights_round_trip(tmp_path):
+    cfg = preset("lookup")
+    assert CoNRConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    torch.manual_seed(0)
+    model = CoNR(preset("lookup-tiny")).eval()
+    path = tmp_path / "lookup.safetensors"
+    save_safetensors(model, path)
+    loaded = load_model(path)
+    assert loaded.parts == ("udpparsernet", "shader")
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def _blind_parser(model: CoNR, visibility: float) -> CoNR:
+    """A parser that sees the same visibility everywhere (its last convolution a constant)."""
+    conv = model.udpparsernet.final_conv
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.copy_(torch.tensor([0.5, 0.5, 0.5, visibility]))
+    return model
+
+
+def _figure(size: int = 96, alpha: int = 255) -> np.ndarray:
+    img = np.zeros((size, size, 4), np.uint8)
+    img[10:86, 30:66] = (200, 120, 90, alpha)
+    return img
+
+
+def test_a_sheet_view_where_the_parser_finds_no_body_is_named():
+    renderer = Renderer(_blind_parser(CoNR(preset("lookup-tiny")), 0.6), device="cpu")
+    # The second view is half transparent: within its alpha the parser's body is never visible.
+    with pytest.warns(UserWarning, match="ghost.png: the UDP parser found no body"):
+        sheet = renderer.encode_sheet([_figure(), _figure(alpha=100)], names=["front.png", "ghost.png"])
+    assert sheet.index.empty_views == [1]
+
+
+def test_a_sheet_with_no_body_anywhere_is_refused():
+    renderer = Renderer(_blind_parser(CoNR(preset("lookup-tiny")), 0.0), device="cpu")
+    with pytest.raises(ConrError, match="found no body in any sheet view"):
+        renderer.encode_sheet([_figure()], names=["front.png"])
+
+
+def test_frames_are_drawn_at_their_own_size_up_to_the_cap():
+    renderer = Renderer(_blind_parser(CoNR(preset("lookup-tiny")), 0.6), device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sheet = renderer.encode_sheet([_figure(96)])
+    assert sheet.reference.shape[-1] == 76  # the view's own square crop: no resampling
+    big = Renderer(renderer.model, device="cpu", size=256).encode_sheet([_figure(96) .repeat(4, 0).repeat(4, 1)])
+    assert big.reference.shape[-1] == 256  # a 304-px crop is capped at the renderer's size
+
+
+# ---------------------------------------------------------------- training in stages
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """3 characters, 2 frames each, 4 sheet views, 128 px."""
+    from conr.engine.synth import synthesize
+
+    out = tmp_path_factory.mktemp("lookup") / "synth"
+    synthesize(out, seed=0, count=3, frames=2, size=128, views=4)
+    return out
+
+
+def _train(data, out, *extra: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from conr.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["train", "--data", str(data), "--out", str(out), "--preset", "lookup-tiny", "--batch-size", "2",
+                     "--views", "2:2", "--val-characters", "1", "--workers", "0", "--device", "cpu", "--quiet",
+                     "--save-every", "2", "--sample-every", "2", *extra])
+    return code, err.getvalue()
+
+
+def test_parser_then_shader_stages_train_only_their_parts(data, tmp_path):
+    torch.set_num_threads(1)
+    code, err = _train(data, tmp_path / "parser", "--stage", "parser", "--size", "64", "--steps", "2")
+    assert code == 0, err
+    first = load_model(tmp_path / "parser")
+    torch.manual_seed(0)  # the run's seed: its untouched shader is this initial one
+    start = CoNR(preset("lookup-tiny"))
+    assert not torch.equal(first.udpparsernet.final_conv.weight, start.udpparsernet.final_conv.weight)
+    for (k, a), (_, b) in zip(first.shader.state_dict().items(), start.shader.state_dict().items()):
+        assert torch.equal(a, b), k
+
+    code, err = _train(data, tmp_path / "shader", "--stage", "shader", "--size", "128", "--steps", "2",
+                       "--init", str(tmp_path / "parser"))
+    assert code == 0, err
+    assert "init: udpparsernet from" in err  # a parser run's shader was never trained: not taken
+    second = load_model(tmp_path / "shader")
+    for (k, a), (_, b) in zip(second.udpparsernet.state_dict().items(), first.udpparsernet.state_dict().items()):
+        assert torch.equal(a, b), k  # the shader stage leaves the parser alone
+    assert not torch.equal(second.shader.head[-1].weight, first.shader.head[-1].weight)
+    assert second.cfg.image_size == 128
+
+
+def test_init_from_weights_of_another_architecture_is_refused(data, tmp_path):
+    other = tmp_path / "small.safetensors"
+    save_safetensors(CoNR(preset("small")), other)  # another parser, no lookup shader
+    code, err = _train(data, tmp_path / "run", "--stage", "shader", "--size", "128", "--steps", "1",
+                       "--init", str(other))
+    assert code == 2
+    assert "no part of these weights fits" in err
+
+
+# ---------------------------------------------------------------- measured at the frames' size
+
+
+def test_frame_size_evaluation_puts_the_model_beside_the_baselines(data):
+    from conr.training.data import read_data
+    from conr.training.evaluate import evaluate_frames, format_frames_table
+
+    torch.manual_seed(0)
+    renderer = Renderer(CoNR(preset("lookup-tiny")), device="cpu")
+    result = evaluate_frames(renderer, read_data([data]), progress=False)
+    assert result["frame_size"] == [128, 128] and result["frames"] == 6
+    overall = result["overall"]
+    assert set(overall) == {"model", "copy", "udp_nn"}
+    assert overall["udp_nn"]["right_pixels"] > overall["copy"]["right_pixels"]
+    assert "udp_nn" in format_frames_table(result)
+
+
+def test_temporal_change_counts_only_pixels_whose_body_point_stays_put():
+    from conr.training.metrics import temporal_change
+
+    udp = _coded_udp(8, 8)[None]
+    frame = torch.zeros(1, 4, 8, 8)
+    frame[:, 3] = 1
+    brighter = frame.clone()
+    brighter[:, :3] = 0.1
+    assert temporal_change(frame, frame, udp, udp) == 0.0
+    assert temporal_change(frame, brighter, udp, udp) == pytest.approx(0.1)
+    moved = udp.clone()
+    moved[:, 0] += 0.01  # every point moved: nothing to compare
+    assert temporal_change(frame, brighter, udp, moved) is None
