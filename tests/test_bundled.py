@@ -1,5 +1,6 @@
-"""The model bundled in the package: it loads, says where it came from, and renders a held-out
-character (seed 900001, never trained on) better than copying the front sheet view."""
+"""The model bundled in the package: it loads, says where it came from, renders a held-out character
+(seed 900001, never trained on) better than copying the front sheet view, at the frames' own size as
+`conr render` draws them, and its default size is its own."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from safetensors import safe_open
 
 from conr.cli import main
 from conr.engine.synth import synthesize
+from conr.io import read_frame
+from conr.pipeline import Renderer
 from conr.training.data import read_data
-from conr.training.evaluate import evaluate
+from conr.training.evaluate import evaluate_frames
 from conr.weights import BUNDLED, load_model
 
 
@@ -23,15 +26,21 @@ def test_the_bundled_file_is_small_and_carries_its_card():
     card = json.loads(meta["model_card"])
     for key in ("preset", "image_size", "data", "training", "step", "wall_time_s", "hardware", "heldout"):
         assert key in card, key
-    assert card["image_size"] == load_model().cfg.image_size == 128
+    assert card["image_size"] == load_model().cfg.image_size
     held = card["heldout"]["overall"]
     assert held["model"]["right_pixels"] > held["copy"]["right_pixels"]
 
 
-def test_the_bundled_model_beats_copy_on_a_held_out_character(tmp_path):
-    data = tmp_path / "heldout"
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    data = tmp_path_factory.mktemp("heldout") / "synth"
     synthesize(data, seed=900001, count=1, frames=2, size=256, views=4)
-    result = evaluate(load_model(), read_data([str(data)]), 128, 4, progress=False)
+    return data
+
+
+def test_the_bundled_model_beats_copy_on_a_held_out_character(heldout):
+    result = evaluate_frames(Renderer.from_weights(None, device="cpu"), read_data([heldout]), progress=False,
+                             images=True, baselines=("copy",))
     model, copy = result["overall"]["model"], result["overall"]["copy"]
     report = f"model {model}\ncopy {copy}"
     assert model["right_pixels"] > copy["right_pixels"], report
@@ -40,7 +49,17 @@ def test_the_bundled_model_beats_copy_on_a_held_out_character(tmp_path):
     # Pose images (image mode): the bundled parser predicts their UDP
     image = result["overall"]["model_image"]
     assert image["right_pixels"] > copy["right_pixels"], f"{report}\nimage mode {image}"
-    assert result["parser"]["visibility_iou"] > 0.85, result["parser"]
+    assert result["parser"]["visibility_iou"] > 0.8, result["parser"]
+
+
+def test_the_default_size_is_the_models_own(heldout, tmp_path, capsys):
+    char = heldout / "char_0000"
+    common = ["render", "--sheets", str(char / "sheet"), "--poses", str(char / "udp"), "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "default")]) == 0
+    own = str(load_model().cfg.image_size)
+    assert main([*common, "--out", str(tmp_path / "own"), "--size", own]) == 0
+    for frame in sorted((tmp_path / "default").glob("*.png")):
+        assert np.array_equal(read_frame(frame), read_frame(tmp_path / "own" / frame.name)), frame.name
 
 
 @pytest.mark.slow
@@ -52,7 +71,5 @@ def test_render_without_weights_uses_the_bundled_model(capsys, sheets, udp_poses
     assert "bundled model" in err
     frames = sorted(out.glob("*.png"))
     assert frames
-    from conr.io import read_frame
-
     alpha = read_frame(frames[0])[:, :, 3]
     assert 0 < np.count_nonzero(alpha) < alpha.size  # a figure, not an empty or a full frame

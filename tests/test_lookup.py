@@ -173,7 +173,7 @@ def test_parser_then_shader_stages_train_only_their_parts(data, tmp_path):
     for (k, a), (_, b) in zip(first.shader.state_dict().items(), start.shader.state_dict().items()):
         assert torch.equal(a, b), k
 
-    code, err = _train(data, tmp_path / "shader", "--stage", "shader", "--size", "128", "--steps", "2",
+    code, err = _train(data, tmp_path / "shader", "--stage", "shader", "--size", "96", "--steps", "2",
                        "--init", str(tmp_path / "parser"))
     assert code == 0, err
     assert "init: udpparsernet from" in err  # a parser run's shader was never trained: not taken
@@ -181,7 +181,7 @@ def test_parser_then_shader_stages_train_only_their_parts(data, tmp_path):
     for (k, a), (_, b) in zip(second.udpparsernet.state_dict().items(), first.udpparsernet.state_dict().items()):
         assert torch.equal(a, b), k  # the shader stage leaves the parser alone
     assert not torch.equal(second.shader.head[-1].weight, first.shader.head[-1].weight)
-    assert second.cfg.image_size == 128
+    assert second.cfg.image_size == preset("lookup-tiny").image_size == 128  # its cap, not the training size
 
 
 def test_init_from_weights_of_another_architecture_is_refused(data, tmp_path):
@@ -223,3 +223,34 @@ def test_temporal_change_counts_only_pixels_whose_body_point_stays_put():
     moved = udp.clone()
     moved[:, 0] += 0.01  # every point moved: nothing to compare
     assert temporal_change(frame, brighter, udp, moved) is None
+
+
+# ---------------------------------------------------------------- conr parse
+
+
+def test_conr_parse_writes_udp_pictures_and_a_point_cloud(data, tmp_path, capsys):
+    from conr.cli import main
+    from conr.io import read_frame
+    from conr.udp_files import read_udp
+
+    sheet = data / "char_0000" / "sheet"
+    out, ply = tmp_path / "parsed", tmp_path / "sheet.ply"
+    assert main(["parse", str(sheet), "--out", str(out), "--ply", str(ply), "--device", "cpu"]) == 0
+    views = sorted(sheet.glob("*.png"))
+    total = 0
+    for view in views:
+        udp = read_udp(out / f"{view.stem}.npz")
+        image = read_frame(view)
+        assert udp.shape == image.shape[:2] + (4,)
+        picture = read_frame(out / f"{view.stem}.png")
+        vis = udp[:, :, 3] > 0.5
+        assert np.array_equal(picture[:, :, 3] > 0, vis)
+        assert vis.any() and not (vis & (image[:, :, 3] == 0)).any()  # a body, and only inside the cut-out
+        total += int((vis & (image[:, :, 3] > 127)).sum())
+    head = ply.read_bytes()[:400].split(b"end_header\n")[0].decode()
+    assert f"element vertex {total}" in head
+    assert ply.stat().st_size == len(head) + len("end_header\n") + total * 15  # 3 floats, 3 bytes
+    assert "the parser sees a body in" in capsys.readouterr().err
+    # An existing folder is not replaced unless asked.
+    assert main(["parse", str(sheet), "--out", str(out), "--device", "cpu"]) == 2
+    assert "already exists" in capsys.readouterr().err

@@ -168,8 +168,13 @@ class Renderer:
         # Frames are read and resized in a background thread while the networks run: OpenCV's own
         # thread pool would compete with PyTorch's for the same cores.
         cv2.setNumThreads(1)
-        # The coarsest shader level works at 1/32 of the size and itself downsamples by 4.
-        if self.size % 128 or self.size <= 0:
+        if self.native:
+            if self.size < MIN_NATIVE:
+                raise ConrError(f"render size {self.size} is under {MIN_NATIVE} px",
+                                hint=f"leave --size out: frames are drawn at their own size, up to "
+                                     f"{model.cfg.image_size} px")
+        # The coarsest CINN shader level works at 1/32 of the size and itself downsamples by 4.
+        elif self.size % 128 or self.size <= 0:
             raise ConrError(f"render size {self.size} is not a positive multiple of 128",
                             hint=f'leave --size out to use the model\'s own ({model.cfg.image_size}), or give 128, 256, 384 or 512')
 
@@ -227,6 +232,28 @@ class Renderer:
                 warnings.warn(f"{names[k]}: the UDP parser found no body in this sheet view; nothing is copied "
                               "from it", stacklevel=2)
         return sheet
+
+    @torch.inference_mode()
+    def parse_images(self, images: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+        """The UDP parser's reading of uint8 RGBA images (sheet views or pose images): float32
+        (H, W, 4) UDP at each image's own size (XYZ times visibility, visibility), zero where the
+        image shows nothing, in the format `conr render --poses` reads."""
+        out = []
+        for img, name in zip(images, names):
+            crop = square_crop(img[:, :, 3])
+            if crop is None:
+                raise ConrError("almost nothing is visible (less than 0.1 % of the pixels)", name,
+                                "give a cut-out image: the character on a transparent background")
+            size = native_size([crop], self.size) if self.native else self.size
+            p = prepare_image(img, size, crop)
+            assert p is not None
+            with self._autocast():
+                udp = self.model.parse(p.rgb[None].to(self.device)).float()[0]
+            full = uncrop(udp.permute(1, 2, 0).cpu().numpy(), crop, img.shape[0], img.shape[1], label=True)
+            # A body only where the image shows something.
+            vis = np.where(img[:, :, 3:4] > 0, full[:, :, 3:4], 0.0)
+            out.append(np.concatenate([full[:, :, :3] * (vis > 0.5), vis], axis=2).astype(np.float32))
+        return out
 
     # ------------------------------------------------------------------ frames
 
@@ -291,7 +318,10 @@ class Renderer:
         if images:
             rgb = torch.stack([poses[j].item.rgb for j in images]).to(self.device)  # type: ignore[union-attr]
             udp = self.model.parse_pose(rgb)
-            tgt = self.model.target_input(udp)
+            alpha = None
+            if self.native:  # the lookup family: the image's own silhouette, where the parser sees a body
+                alpha = torch.minimum(udp[:, 3:4], torch.stack([poses[j].item.alpha for j in images]).to(udp))
+            tgt = self.model.target_input(udp, alpha)
             for n, j in enumerate(images):
                 targets[j], udps[j] = tgt[n], udp[n]
         if any(t is None for t in targets):

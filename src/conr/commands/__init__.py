@@ -8,7 +8,7 @@ REGISTRARS: list = []
 def _load() -> None:
     import importlib
 
-    for name in ("demo", "render", "ui", "convert_weights", "poses", "motion", "synth", "train", "eval"):
+    for name in ("demo", "render", "parse", "ui", "convert_weights", "poses", "motion", "synth", "train", "eval"):
         try:
             module = importlib.import_module(f"conr.commands.{name}")
         except ModuleNotFoundError as err:

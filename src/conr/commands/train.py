@@ -26,7 +26,7 @@ _OPTIONS = {
     "sample_every": (int, "steps between validation grids (default 500)"),
     "save_every": (int, "steps between checkpoints (default 500)"),
 }
-_LOSSES = ("rgba", "alpha", "parser", "flow", "warp", "ssim")
+_LOSSES = ("rgba", "alpha", "parser", "parser_targets", "flow", "warp", "ssim")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "every part of the same architecture is loaded, the others start from scratch")
     p.add_argument("--no-photometric", action="store_true", help="no image augmentation in the parser stage")
     for name in _LOSSES:
-        p.add_argument(f"--loss-{name}", type=float, default=None, help=f"weight of the {name} loss term")
+        p.add_argument(f"--loss-{name.replace('_', '-')}", type=float, default=None, help=f"weight of the {name} loss term")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -21,7 +21,9 @@ class CoNRConfig:
     pose_encoder: ResUNetConfig | None = None
     shader: ShaderConfig | None = None
     decoder_blocks: int = 1
-    image_size: int = 256  # the resolution the networks were trained at
+    # The resolution the networks were trained at; the lookup family draws frames at their own size
+    # and this is the most it draws at (larger crops are resized to it).
+    image_size: int = 256
     lookup: LookupShaderConfig | None = None  # set: the correspondence-first family
 
     @property
@@ -112,8 +114,9 @@ def _tiny() -> CoNRConfig:
 
 
 def _lookup() -> CoNRConfig:
-    """Correspondence first: the small parser at 128 px, explicit UDP matching and copying at 256."""
-    return CoNRConfig(parser=_small_parser(), image_size=256, lookup=LookupShaderConfig())
+    """Correspondence first: the small parser at 128 px, explicit UDP matching and copying at the
+    frames' own size (up to 1024 px), refinement at 128."""
+    return CoNRConfig(parser=_small_parser(), image_size=1024, lookup=LookupShaderConfig())
 
 
 def _lookup_tiny() -> CoNRConfig:

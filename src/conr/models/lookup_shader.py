@@ -37,7 +37,7 @@ class LookupShaderConfig:
     head_width: int = 16  # channels of the full-resolution head
     max_distance: float = 0.1  # match distances are read as a fraction of this (UDP units)
     max_correction: float = 0.15  # largest flow correction, as a fraction of the image size
-    prior: float = 100.0  # views start weighted by exp(-prior * match distance): the nearest match wins
+    prior: float = 300.0  # views start weighted by exp(-prior * match distance): the nearest match wins
 
 
 def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:

@@ -17,6 +17,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Photometric:
+    p_any: float = 0.5  # the share of images given another look (the rest stay as rendered)
     p_colour: float = 0.9
     p_grey: float = 0.08
     p_blur: float = 0.25
@@ -28,6 +29,8 @@ class Photometric:
 
     def __call__(self, rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """uint8 RGBA (H, W, 4), straight alpha -> a new uint8 RGBA of the same size."""
+        if rng.random() >= self.p_any:
+            return rgba
         rgb = rgba[:, :, :3].astype(np.float32) / 255.0
         alpha = rgba[:, :, 3].astype(np.float32) / 255.0
         h, w = alpha.shape

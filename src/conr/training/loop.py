@@ -199,7 +199,12 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         # Adam's second moments and small gradients underflow into subnormal floats, which x86 CPUs
         # handle up to 100x slower: flushing them made a step 6x faster (measured).
         torch.set_flush_denormal(True)
-    if cfg.size % 128 and cfg.stage != "parser":
+    from conr.models import PRESETS
+
+    if cfg.preset not in PRESETS:
+        raise ConrError(f"--preset {cfg.preset!r} is not one of {', '.join(PRESETS)}")
+    if cfg.size % 128 and cfg.stage != "parser" and preset(cfg.preset).family != "lookup":
+        # The CINN shader's coarsest level works at 1/32 of the size and downsamples by 4 more.
         raise ConrError(f"--size {cfg.size} is not a multiple of 128", hint="use 128 or 256")
     from conr.training.step import STAGES
 
@@ -224,8 +229,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
                         f"{train_set.max_views}")
 
     base = preset(cfg.preset)
-    # Training the parser alone happens at the parser's size; the model keeps its own image size.
-    model_cfg = base if parser_only else dataclasses.replace(base, image_size=cfg.size)
+    # The lookup family draws at the frames' own size whatever size it trained at: it keeps its cap.
+    model_cfg = base if base.family == "lookup" else dataclasses.replace(base, image_size=cfg.size)
     model = CoNR(model_cfg).to(device)
     if cfg.init is not None and not resume:
         load_init(model, cfg.init, log if ddp.main else (lambda s: None))

@@ -19,6 +19,7 @@ class LossWeights:
     rgba: float = 1.0  # L1 on the rendered premultiplied RGBA
     alpha: float = 0.5  # binary cross-entropy on its alpha: guards against the all-transparent collapse
     parser: float = 1.0  # UDP parser: L1 on visible XYZ + BCE on visibility, sheet views and targets
+    parser_targets: float = 1.0  # the target images' share of it (the lookup family matches through the sheets')
     flow: float = 0.1  # the shader's per-view flows against the UDP correspondences, every level
     warp: float = 1.0  # L1 of the views' fused warped RGBA (the shader's last warp) against the truth
     ssim: float = 0.0  # 1 - SSIM of the RGB over white: structure (edges, patterns), needs no weights
@@ -42,12 +43,22 @@ def _bce(p: Tensor, target: Tensor) -> Tensor:
     return -(target * torch.log(q) + (1 - target) * torch.log(1 - q))
 
 
+def _visibility_loss(p: Tensor, target: Tensor, eps: float = 1e-4) -> Tensor:
+    """BCE of the parser's unclamped visibility (which rendering clamps to [0, 1]): no gradient once a
+    pixel is past the clamp on the right side (the straight-through `_bce` kept pushing those, all of
+    them, for ever, and fine-tuning drifted), a linear pull back where it is past it on the wrong side."""
+    q = p.clamp(eps, 1 - eps)
+    bce = -(target * torch.log(q) + (1 - target) * torch.log(1 - q))
+    wrong = target * F.relu(eps - p) + (1 - target) * F.relu(p - (1 - eps))
+    return bce + wrong
+
+
 def parser_loss(raw: Tensor, label: Tensor) -> Tensor:
     """raw (N, 4, H, W) the parser's unclamped output, label (N, 4, H, W) -> (N,): L1 on XYZ where the
     body is visible plus BCE on visibility."""
     vis = label[:, 3:4]
     xyz = _per_sample((raw[:, :3] - label[:, :3]).abs(), vis)
-    return xyz + _per_sample(_bce(raw[:, 3:4], vis))
+    return xyz + _per_sample(_visibility_loss(raw[:, 3:4], vis))
 
 
 def flow_loss(flows: list[Tensor], truth: Tensor, cap: float | None = None) -> Tensor:
@@ -103,7 +114,7 @@ def training_loss(weights: LossWeights, out: dict[str, Tensor], batch: dict[str,
         sheet = parser_loss(out["sheet_udp"].float(), batch["sheet_udp"].flatten(0, 1)).view(b, v).mean(1)
         terms["parser"] = sheet
         if "target_udp" in out:
-            terms["parser"] = sheet + parser_loss(out["target_udp"].float(), batch["target_udp"])
+            terms["parser"] = sheet + weights.parser_targets * parser_loss(out["target_udp"].float(), batch["target_udp"])
     total = sum(getattr(weights, k) * t for k, t in terms.items())
     terms = {k: t.mean() for k, t in terms.items()}
     terms["total"] = total.mean()  # type: ignore[union-attr]
