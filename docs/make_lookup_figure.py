@@ -30,7 +30,10 @@ def main() -> int:
     ap.add_argument("--data", default=None, help="a `conr synth` folder (default: made here, seed 900123)")
     ap.add_argument("--rows", type=int, nargs="+", default=[0, 2, 4], help="which characters")
     ap.add_argument("--out", default="docs/images/lookup.png")
+    ap.add_argument("--demo-out", default=None, help="also the README's `conr demo` picture (docs/images/demo.png)")
     args = ap.parse_args()
+    if args.demo_out:
+        _demo_figure(Path(args.demo_out))
 
     from conr.engine.synth import synthesize
     from conr.io import atomic_write_png, read_rgba
@@ -64,6 +67,20 @@ def main() -> int:
     atomic_write_png(Path(args.out), img)
     print(f"wrote {args.out}: columns front view, truth, model, {', '.join(Path(w).stem for w in args.compare)}, copy")
     return 0
+
+
+def _demo_figure(out: Path) -> None:
+    """`conr demo` as a user runs it: the sheet's front and side views, then six of the frames."""
+    from conr.demo import make_demo
+    from conr.io import atomic_write_png, read_frame, read_rgba
+    from conr.preprocess import premultiply
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = make_demo(Path(tmp) / "demo", device="cpu", progress=False, log=lambda s: None)
+        views = [premultiply(read_rgba(result.sheet / f"view_0{k}.png")) for k in (0, 2)]
+        frames = [read_frame(result.frames[k]) for k in np.linspace(0, len(result.frames) - 1, 6).round().astype(int)]
+    img = np.concatenate([_over_white(t) for t in views + frames], axis=1)
+    atomic_write_png(out, np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], axis=2))
 
 
 if __name__ == "__main__":

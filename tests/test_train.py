@@ -149,9 +149,9 @@ def test_two_processes_train_the_model_of_one(data, tmp_path):
 
     The weights cannot agree to 1e-5: Adam divides each gradient by its own size, so parameters
     whose true gradient is zero (biases before an instance norm) or below Adam's eps move by their
-    rounding noise. So the test bounds the difference by half of one step's learning rate (a tenth was
-    seen broken by one element in 600 on one CPU) and the whole update's difference by 1 % of its
-    norm; dropping the gradient all-reduce breaks the latter."""
+    rounding noise, up to a whole step either way per step (seen: one element in 1,200). So the test
+    bounds each element by that (2 steps of lr, each either way) and the whole update's difference
+    by 1 % of its norm; dropping the gradient all-reduce breaks the latter."""
     lr = 1e-3
     opts = ["--batch-size", "4", "--steps", "2", "--save-every", "2", "--sample-every", "100",
             "--warmup", "1", "--lr", str(lr)]
@@ -172,8 +172,9 @@ def test_two_processes_train_the_model_of_one(data, tmp_path):
         for key in ("loss/total", "loss/rgba", "loss/alpha", "loss/parser", "loss/flow", "loss/warp"):
             # one unit of the 6th digit is up to 1e-5 of the value
             assert float(r2[key]) == pytest.approx(float(r1[key]), rel=1e-5), key
-        # float32 sums in another order: norms in the thousands (the parser's BCE) differ by ~2e-4 on some CPUs
-        assert float(r2["grad_norm"]) == pytest.approx(float(r1["grad_norm"]), rel=1e-3)
+        # The losses agree to 1e-5; gradients have kinks (L1's sign, the parser's visibility loss stops at
+        # its clamp), so a pixel that rounds across one in the other batch split moves the norm a step.
+        assert float(r2["grad_norm"]) == pytest.approx(float(r1["grad_norm"]), rel=5e-3)
 
     # The initial weights, as train() makes them: the frozen pose decoder never moves, so it checks this.
     torch.manual_seed(0)
@@ -184,7 +185,7 @@ def test_two_processes_train_the_model_of_one(data, tmp_path):
     frozen = [k for k in w0 if k.startswith("target_pose_encoder.final_conv.")]
     assert frozen and all(torch.equal(w0[k], w1[k]) and torch.equal(w0[k], w2[k]) for k in frozen)
     for k in w1:
-        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=lr / 2, msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=4 * lr, msg=lambda m, k=k: f"{k}: {m}")
     d1 = torch.cat([(w1[k] - w0[k]).flatten() for k in w0])
     d2 = torch.cat([(w2[k] - w0[k]).flatten() for k in w0])
     assert (d2 - d1).norm() <= 0.01 * d1.norm()

@@ -162,7 +162,7 @@ def read_safetensors(path: str | Path) -> tuple[CoNRConfig, StateDicts]:
 
 RUN_WEIGHTS = "model.safetensors"
 # The model that ships inside the package (trained by `conr train`; its card is in the file's metadata).
-BUNDLED = Path(__file__).parent / "assets" / "conr-small-128.safetensors"
+BUNDLED = Path(__file__).parent / "assets" / "conr-lookup.safetensors"
 
 
 def training_meta(path: str | Path) -> dict:

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what the pose frames are (default: from the extension and PNG bit depth)")
     p.add_argument("--weights", metavar="PATH",
                    help="the original release's folder of four .pth files, a .safetensors file or a `conr train` "
-                        "run folder (default: the model bundled with conr, 128 px)")
+                        "run folder (default: the model bundled with conr)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the RGBA PNG frames")
     p.add_argument("--video", metavar="FILE", help="also encode the frames: .mp4, .webm, .mov or .gif")
     p.add_argument("--fps", type=float, default=30.0, help="video frame rate (default 30)")

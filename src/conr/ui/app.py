@@ -127,7 +127,8 @@ def build_app(service: RenderService) -> gr.Blocks:
                     fps = gr.Number(label="Frames per second", value=24, minimum=1, maximum=120)
                     background = gr.ColorPicker(label="Background (MP4)", value="#ffffff")
                 with gr.Row():
-                    size = gr.Dropdown([s for s in SIZES], value=service.image_size, label="Network size (px)")
+                    size = gr.Dropdown(sorted({*SIZES, service.image_size}), value=service.image_size,
+                                       label="Size (px; the model's own by default)")
                     precision = gr.Radio(["fp32", "fast"], value="fp32", label="Precision")
                     device = gr.Dropdown(_device_choices(), value="auto", label="Device")
                 render_button = gr.Button("Render", variant="primary", elem_id="render")
