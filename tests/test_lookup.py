@@ -254,3 +254,22 @@ def test_conr_parse_writes_udp_pictures_and_a_point_cloud(data, tmp_path, capsys
     # An existing folder is not replaced unless asked.
     assert main(["parse", str(sheet), "--out", str(out), "--device", "cpu"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--steps", "0", "--steps 0: must be at least 1"),
+    ("--batch-size", "0", "--batch-size 0: must be at least 1"),
+    ("--lr", "nan", "--lr nan: must be from"),
+    ("--lr", "-1", "--lr -1.0: must be from"),
+    ("--loss-flow", "-2", "--loss-flow -2.0: must be a finite weight"),
+])
+def test_out_of_range_training_options_are_refused_before_anything_is_made(data, tmp_path, option, value, message):
+    code, err = _train(data, tmp_path / "run", "--stage", "shader", "--size", "96", option, value)
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "run").exists()  # no folder left to block the next run
+
+
+def test_an_unknown_preset_is_refused_by_name(data, tmp_path):
+    from conr.cli import main
+
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "huge", "--quiet"]) == 2

@@ -172,6 +172,25 @@ def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> None:
     log(f"init: {', '.join(loaded)} from {path}")
 
 
+# Each numeric option's allowed range (inclusive low, inclusive high; None: unbounded).
+_RANGES = {"steps": (1, None), "batch_size": (1, None), "lr": (1e-12, 10.0), "weight_decay": (0.0, 10.0),
+           "warmup": (0, None), "min_lr": (0.0, 1.0), "clip": (1e-9, None), "seed": (0, None), "workers": (0, 256),
+           "log_every": (1, None), "sample_every": (1, None), "save_every": (1, None), "size": (32, 8192)}
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse option values out of range (and NaN) before anything is made, naming the option."""
+    for name, (lo, hi) in _RANGES.items():
+        value = getattr(cfg, name)
+        bad = not math.isfinite(float(value)) or value < lo or (hi is not None and value > hi)
+        if bad:
+            allowed = f"at least {lo:g}" if hi is None else f"from {lo:g} to {hi:g}"
+            raise ConrError(f"--{name.replace('_', '-')} {value}: must be {allowed}")
+    for name, weight in dataclasses.asdict(cfg.losses).items():
+        if not math.isfinite(weight) or weight < 0:
+            raise ConrError(f"--loss-{name.replace('_', '-')} {weight}: must be a finite weight of 0 or more")
+
+
 def prepare_run(cfg: TrainConfig, resume: bool) -> None:
     """Check the output folder: a new run needs an empty one, a resumed run its run.json and a checkpoint."""
     out = Path(cfg.out)
@@ -189,6 +208,7 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> None:
 def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
           progress: bool = True) -> Path:
     """Train; return the path of the newest weights (OUT/model.safetensors)."""
+    check_config(cfg)
     ddp, device = _init_distributed(cfg.device)
     out = Path(cfg.out)
     prepare_run(cfg, resume)
