@@ -77,6 +77,16 @@ def _speed(renderer, folder: Path, frames: int = 8) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=None, help="the model (default: the bundled one)")
@@ -127,7 +137,7 @@ def main() -> int:
             flicker.update({b: r["stability"][b] for b in ("copy", "udp_nn")})
         speed[name] = _speed(Renderer(model, device="cpu"), data["dance"])
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"machine: {_cpu_name()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; data in {root}")
     for key, table in results.items():
         print(f"\n{key}: 6 held-out characters (seed 900123), 4 poses each, at {key.split('_')[1]} px")
