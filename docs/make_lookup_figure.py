@@ -41,7 +41,7 @@ def main() -> int:
     from conr.preprocess import premultiply
     from conr.training.baselines import copy_front
     from conr.training.data import read_data
-    from conr.training.evaluate import _frame_sample
+    from conr.training.evaluate import _frame_sample, _frame_sheet
 
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp()) / "held"
     if not data.exists():
@@ -59,7 +59,7 @@ def main() -> int:
             sheet = r.load_sheet([img for img, _ in char.sheet])
             frame = next(iter(r.render(sheet, [PoseSource(char.frames[0][0], "udp")])))
             tiles.append(_over_white(frame.rgba))
-        copy = copy_front(_frame_sample(char, 0, 4))
+        copy = copy_front(_frame_sample(_frame_sheet(char, 4), char, 0))
         tiles.append(_over_white((copy.permute(1, 2, 0).numpy() * 255).astype(np.uint8)))
         rows.append(np.concatenate(tiles, axis=1))
     img = np.concatenate(rows, axis=0)

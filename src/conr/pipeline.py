@@ -205,9 +205,7 @@ class Renderer:
         if not images:
             raise ConrError("the character sheet has no images", hint="give at least one cut-out PNG")
         prepared = []
-        size = self.size
-        if self.native:
-            size = native_size([square_crop(img[:, :, 3]) for img in images], self.size)
+        size = self.sheet_size(images)
         for img, name in zip(images, names):
             p = prepare_image(img, size)
             if p is None:
@@ -232,6 +230,13 @@ class Renderer:
                 warnings.warn(f"{names[k]}: the UDP parser found no body in this sheet view; nothing is copied "
                               "from it", stacklevel=2)
         return sheet
+
+    def sheet_size(self, images: Sequence[np.ndarray]) -> int:
+        """The size the sheet's views are prepared at: the renderer's, or in the lookup family the
+        largest view's own crop (up to it)."""
+        if not self.native:
+            return self.size
+        return native_size([square_crop(img[:, :, 3]) for img in images], self.size)
 
     @torch.inference_mode()
     def parse_images(self, images: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:

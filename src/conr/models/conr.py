@@ -127,10 +127,10 @@ def match(sheet: CharacterSheet, target: Tensor) -> tuple[Tensor, Tensor]:
     assert sheet.index is not None and sheet.udp is not None
     a = target[:, 3:4].float()
     xyz = target[:, :3].float() / a.clamp_min(1e-6)
-    flows, distances = [], []
+    coords, distances = [], []
     for k in range(target.shape[0]):
-        f, d = sheet.index.coords(torch.cat([xyz[k], a[k]]))
-        flows.append(f)
+        c, d = sheet.index.coords(torch.cat([xyz[k], a[k]]))
+        coords.append(c)
         distances.append(d)
-    return torch.stack(flows).to(target.device), torch.stack(distances).to(target.device)
+    return torch.stack(coords).to(target.device), torch.stack(distances).to(target.device)
 

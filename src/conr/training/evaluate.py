@@ -157,28 +157,34 @@ def format_table(result: dict) -> str:
 # ---------------------------------------------------------------- at the frames' own size
 
 
-def _frame_sample(char: Character, frame: int, views: int) -> dict[str, torch.Tensor]:
+def _udp_tensor(path) -> torch.Tensor:
+    from conr.udp_files import read_udp
+
+    return torch.from_numpy(np.ascontiguousarray(read_udp(path).transpose(2, 0, 1)))
+
+
+def _frame_sheet(char: Character, views: int) -> dict[str, torch.Tensor]:
+    """The sheet part of a frame-size sample (read once per character): images and exact UDP, no crop."""
+    from conr.io import read_rgba
+    from conr.preprocess import premultiply, to_unit
+
+    sheet = torch.stack([to_unit(premultiply(read_rgba(img))) for img, _ in char.sheet[:views]])
+    return {"sheet_rgb": sheet[:, :3], "sheet_alpha": sheet[:, 3:4],
+            "sheet_udp": torch.stack([_udp_tensor(u) for _, u in char.sheet[:views]])}
+
+
+def _frame_sample(sheet: dict[str, torch.Tensor], char: Character, frame: int) -> dict[str, torch.Tensor]:
     """A sample at the frames' own size, with no crop: what the baselines see beside `conr render`."""
     from conr.io import read_rgba
     from conr.preprocess import premultiply, to_unit
-    from conr.udp_files import read_udp
 
-    def udp_tensor(path) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(read_udp(path).transpose(2, 0, 1)))
-
-    sheet = [to_unit(premultiply(read_rgba(img))) for img, _ in char.sheet[:views]]
     udp_path, rgba_path = char.frames[frame]
-    target_udp = udp_tensor(udp_path)
-    shapes = {tuple(s.shape[-2:]) for s in sheet} | {tuple(target_udp.shape[-2:])}
-    if len(shapes) > 1:
+    target_udp = _udp_tensor(udp_path)
+    if tuple(sheet["sheet_rgb"].shape[-2:]) != tuple(target_udp.shape[-2:]):
         raise ConrError("the sheet views and frames differ in size, so the baselines cannot be drawn at frame "
                         "size", rgba_path, "evaluate data made by `conr synth` (one size for all images)")
-    return {
-        "sheet_rgb": torch.stack([s[:3] for s in sheet]), "sheet_alpha": torch.stack([s[3:4] for s in sheet]),
-        "sheet_udp": torch.stack([udp_tensor(u) for _, u in char.sheet[:views]]),
-        "target_udp": target_udp, "target_alpha": target_udp[3:4],
-        "target_rgba": to_unit(premultiply(read_rgba(rgba_path, what="target image"))),
-    }
+    return {**sheet, "target_udp": target_udp, "target_alpha": target_udp[3:4],
+            "target_rgba": to_unit(premultiply(read_rgba(rgba_path, what="target image")))}
 
 
 def evaluate_frames(renderer, characters: Sequence[Character], views: int | None = None,
@@ -217,6 +223,7 @@ def evaluate_frames(renderer, characters: Sequence[Character], views: int | None
     for c, frames in by_char.items():
         char = characters[c]
         sheet = renderer.load_sheet([img for img, _ in char.sheet[:views]])
+        sheet_images = _frame_sheet(char, views)
         poses = [PoseSource(char.frames[f][0], "udp") for f in frames]
         rendered_images = iter(())
         if images:
@@ -227,7 +234,7 @@ def evaluate_frames(renderer, characters: Sequence[Character], views: int | None
         previous: dict[str, torch.Tensor] = {}
         prev_udp, prev_f = None, None
         for f, rendered in zip(frames, renderer.render(sheet, poses)):
-            sample = _frame_sample(char, f, views)
+            sample = _frame_sample(sheet_images, char, f)
             truth = sample["target_rgba"][None]
             frame_size = tuple(truth.shape[-2:])
 
@@ -280,13 +287,8 @@ def _sheet_parser_metrics(renderer, char: Character, views: int) -> dict[str, li
     from conr.preprocess import prepare_image, prepare_udp
     from conr.udp_files import read_udp
 
-    size = renderer.size
     imgs = [read_rgba(img) for img, _ in char.sheet[:views]]
-    if renderer.native:
-        from conr.pipeline import native_size
-        from conr.preprocess import square_crop
-
-        size = native_size([square_crop(i[:, :, 3]) for i in imgs], renderer.size)
+    size = renderer.sheet_size(imgs)
     prepared = [prepare_image(i, size) for i in imgs]
     labels = torch.stack([prepare_udp(read_udp(u), size, p.crop).label for p, (_, u) in zip(prepared, char.sheet)])
     rgb = torch.stack([p.rgb for p in prepared]).to(renderer.device)
