@@ -5,8 +5,10 @@ with the ground truth at the frames' own size, beside the baselines, an ablation
     .venv/bin/python benchmarks/bench_quality.py --weights RUN --compare old.safetensors --sizes 256
 
 Data (made in --data-root, default a temporary folder, by `conr synth`; seeds >= 900000 are never
-trained on): 6 characters of seed 900123 with 4 random poses each and 4 sheet views, at every size;
-and a 48-frame dance of character 900001 at 256 px for temporal stability.
+trained on): 6 characters of seed 900123 with 4 random poses each and 4 sheet views, drawn in the
+styles the bundled model trained on (TRAINED_STYLES), at every size; the same 6 characters drawn in
+the styles it never saw (HELD_OUT_STYLES: soft shading, pastel), at 256 px; and a 48-frame dance of
+character 900001 at 256 px for temporal stability.
 
 Rows:
 - model: the weights as `conr render` runs them (its default size);
@@ -18,7 +20,8 @@ Rows:
   (colours through the sheets' *exact* UDP, which no model sees).
 
 Columns: right pixels (share of the true silhouette whose colour over white is within 0.1 in every
-channel), SSIM, L1, L1 inside the silhouette; then flicker on the dance (colour change between
+channel), SSIM, L1, L1 inside the silhouette; the parser's UDP error on the sheet views (XYZ L1
+where visible, in the crops rendering reads them at); then flicker on the dance (colour change between
 consecutive frames where the body point stays put, over the truth's); frames/s of the model on
 this machine (rendering from UDP frames at 256 px, sheet encoded once).
 """
@@ -36,18 +39,22 @@ import time
 from pathlib import Path
 
 
+from conr.engine.styles import HELD_OUT_STYLES, TRAINED_STYLES  # noqa: E402
+
+
 def _data(root: Path, sizes: list[int]) -> dict[str, Path]:
     from conr.engine.synth import synthesize
 
     out = {}
-    for size in sizes:
-        folder = root / f"held_{size}"
+    sets = [(f"held_{size}", size, TRAINED_STYLES) for size in sizes] + [("styles_256", 256, HELD_OUT_STYLES)]
+    for key, size, styles in sets:
+        folder = root / key
         if not (folder / "manifest.json").is_file():
-            synthesize(folder, seed=900123, count=6, frames=4, size=size, views=4)
-        out[f"held_{size}"] = folder
+            synthesize(folder, seed=900123, count=6, frames=4, size=size, views=4, styles=styles)
+        out[key] = folder
     dance = root / "dance_256"
     if not (dance / "manifest.json").is_file():
-        synthesize(dance, seed=900001, count=1, motion="dance", frames=48, size=256, views=4)
+        synthesize(dance, seed=900001, count=1, motion="dance", frames=48, size=256, views=4, styles=TRAINED_STYLES)
     out["dance"] = dance
     return out
 
@@ -116,13 +123,13 @@ def main() -> int:
         models[Path(path).stem] = load_model(path)
 
     results: dict[str, dict] = {}
-    for key in [f"held_{s}" for s in args.sizes]:
+    for key in [f"held_{s}" for s in args.sizes] + ["styles_256"]:
         chars = read_data([data[key]])
         table: dict[str, dict] = {}
         for name, model in models.items():
-            r = evaluate_frames(Renderer(model, device="cpu"), chars, progress=False,
+            r = evaluate_frames(Renderer(model, device="cpu"), chars, progress=False, images=True,
                                 baselines=("copy", "flat", "udp_nn") if name == "model" else ())
-            table[name] = r["overall"]["model"]
+            table[name] = {**r["overall"]["model"], "sheet_udp_l1": r["parser"]["sheet_udp_l1"]}
             if name == "model":
                 table.update({b: r["overall"][b] for b in ("copy", "flat", "udp_nn")})
         results[key] = table
@@ -140,15 +147,19 @@ def main() -> int:
     print(f"machine: {_cpu_name()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; data in {root}")
     for key, table in results.items():
-        print(f"\n{key}: 6 held-out characters (seed 900123), 4 poses each, at {key.split('_')[1]} px")
-        head = f"{'method':<24}{'right px':>10}{'SSIM':>8}{'L1':>9}{'L1 in':>8}{'flicker':>9}{'frames/s':>10}"
+        styles = ", ".join(HELD_OUT_STYLES if key.startswith("styles") else TRAINED_STYLES)
+        print(f"\n{key}: 6 held-out characters (seed 900123), 4 poses each, at {key.split('_')[1]} px, "
+              f"styles {styles}")
+        head = (f"{'method':<24}{'right px':>10}{'SSIM':>8}{'L1':>9}{'L1 in':>8}{'sheet UDP':>11}{'flicker':>9}"
+                f"{'frames/s':>10}")
         print(head)
         print("-" * len(head))
         for name, m in table.items():
-            fl = f"{flicker[name]:.2f}" if name in flicker else ""
-            fps = f"{speed[name]:.2f}" if name in speed else ""
+            fl = f"{flicker[name]:.2f}" if name in flicker and key.startswith("held_256") else ""
+            fps = f"{speed[name]:.2f}" if name in speed and key.startswith("held_256") else ""
+            udp = f"{m['sheet_udp_l1']:.4f}" if "sheet_udp_l1" in m else ""
             print(f"{name:<24}{m['right_pixels']:>10.3f}{m['ssim']:>8.3f}{m['l1_rgb']:>9.4f}{m['l1_inside']:>8.3f}"
-                  f"{fl:>9}{fps:>10}")
+                  f"{udp:>11}{fl:>9}{fps:>10}")
     if args.json:
         Path(args.json).write_text(json.dumps({"quality": results, "flicker": flicker, "frames_per_s": speed},
                                               indent=1))

@@ -31,9 +31,13 @@ def main() -> int:
     ap.add_argument("--rows", type=int, nargs="+", default=[0, 2, 4], help="which characters")
     ap.add_argument("--out", default="docs/images/lookup.png")
     ap.add_argument("--demo-out", default=None, help="also the README's `conr demo` picture (docs/images/demo.png)")
+    ap.add_argument("--styles-out", default=None,
+                    help="also the README's picture of one held-out character in every style (docs/images/styles.png)")
     args = ap.parse_args()
     if args.demo_out:
         _demo_figure(Path(args.demo_out))
+    if args.styles_out:
+        _styles_figure(Path(args.styles_out), args.weights)
 
     from conr.engine.synth import synthesize
     from conr.io import atomic_write_png, read_rgba
@@ -67,6 +71,45 @@ def main() -> int:
     atomic_write_png(Path(args.out), img)
     print(f"wrote {args.out}: columns front view, truth, model, {', '.join(Path(w).stem for w in args.compare)}, copy")
     return 0
+
+
+def _over_grey(rgba: np.ndarray) -> np.ndarray:
+    """uint8 straight-alpha RGBA -> RGB over mid grey, so a halo or a ragged edge shows."""
+    a = rgba[:, :, 3:4].astype(np.float32) / 255
+    return (rgba[:, :, :3] * a + 170 * (1 - a)).astype(np.uint8)
+
+
+def _styles_figure(out: Path, weights: str | None) -> None:
+    """One held-out character (seed 900123) in every drawing style. Columns: the front sheet view as
+    cut out (over grey), the parser's UDP of it, the ground truth of a pose, the model's frame, copy."""
+    from conr.commands.parse import udp_picture
+    from conr.engine.styles import STYLES
+    from conr.engine.synth import synthesize
+    from conr.io import atomic_write_png, read_rgba
+    from conr.pipeline import PoseSource, Renderer
+    from conr.preprocess import premultiply
+    from conr.training.baselines import copy_front
+    from conr.training.data import read_data
+    from conr.training.evaluate import _frame_sample, _frame_sheet
+
+    renderer = Renderer.from_weights(weights, device="cpu")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in STYLES:
+            folder = Path(tmp) / name
+            synthesize(folder, seed=900123, count=1, frames=1, size=256, views=4, styles=(name,))
+            char = read_data([folder])[0]
+            front = read_rgba(char.sheet[0][0])
+            udp = udp_picture(renderer.parse_images([front], [name])[0])
+            sheet = renderer.load_sheet([img for img, _ in char.sheet])
+            frame = next(iter(renderer.render(sheet, [PoseSource(char.frames[0][0], "udp")])))
+            copy = copy_front(_frame_sample(_frame_sheet(char, 4), char, 0))
+            tiles = [_over_grey(front), _over_white(premultiply(udp)), _over_white(premultiply(read_rgba(char.frames[0][1]))),
+                     _over_white(frame.rgba), _over_white((copy.permute(1, 2, 0).numpy() * 255).astype(np.uint8))]
+            rows.append(np.concatenate(tiles, axis=1))
+    img = np.concatenate(rows, axis=0)
+    atomic_write_png(out, np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], axis=2))
+    print(f"wrote {out}: rows {', '.join(STYLES)}; columns sheet view, parser UDP, truth, model, copy")
 
 
 def _demo_figure(out: Path) -> None:

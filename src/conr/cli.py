@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import Callable, Sequence
 
-from conr.errors import ConrError
+from conr.errors import ConrError, environment_error
 
 # Each command module exposes `register(subparsers)`, which adds its parser and sets `func`.
 CommandRegistrar = Callable[[argparse._SubParsersAction], None]
@@ -32,22 +34,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as stop:  # a bad option (argparse printed why) or --help
+        return stop.code if isinstance(stop.code, int) else 2
     # argparse gives up on positionals that come after an option (`conr poses a.glb --size 32
     # walk`); commands taking a list of inputs get them back.
     if extra and isinstance(getattr(args, "inputs", None), list) and not any(e.startswith("-") for e in extra):
         args.inputs += extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        try:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        except SystemExit as stop:
+            return stop.code if isinstance(stop.code, int) else 2
+    received: list[int] = []
+    previous = _stop_on_signals(received)
     try:
         code = args.func(args)
     except ConrError as err:
         print(f"conr {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        env = environment_error(err)
+        if env is None:
+            raise
+        print(f"conr {args.command}: error: {env}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"conr {args.command}: error: out of memory (nothing half-written was left)\n"
+              "  fix: use a smaller --size, fewer frames or views, or a machine with more memory", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        name = signal.Signals(received[0]).name if received else "SIGINT"
+        print(f"interrupted ({name}); nothing half-written was left", file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return int(code or 0)
+
+
+def _stop_on_signals(received: list[int]) -> dict:
+    """SIGTERM and SIGHUP (what `timeout`, systemd, containers and a closed terminal send) stop a
+    command the way Ctrl-C does, so the same clean-up runs: no temporary folder or file stays."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            previous[sig] = signal.signal(sig, stop)
+    return previous
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import re
@@ -15,9 +16,11 @@ from typing import Iterable, Iterator
 import cv2  # noqa: E402
 import numpy as np
 
-from conr.errors import ConrError
+from conr.errors import ConrError, environment_error
 
 MAX_IMAGE_SIDE = 8192
+# An 8192 x 8192 RGBA PNG at 16 bits a channel, uncompressed, is 512 MiB: no image file is larger.
+MAX_IMAGE_BYTES = 8192 * 8192 * 8 + 2 ** 20
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 # The IEND chunk is constant (empty data, fixed CRC): its absence means the file was cut short.
@@ -141,7 +144,21 @@ def _read_bytes(path: str | Path, what: str) -> tuple[Path, bytes]:
     if not path.is_file():
         raise ConrError(f"{what} file does not exist" if not path.exists() else f"{what} path is not a file",
                         path=path)
-    return path, path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise ConrError(f"{what} file is empty (0 bytes)", path=path,
+                            hint="the file was not saved or copied completely: save or copy it again")
+        if size > MAX_IMAGE_BYTES:
+            raise ConrError(f"{what} file is {size / 2 ** 20:.0f} MiB, more than any image conr reads "
+                            f"({MAX_IMAGE_BYTES / 2 ** 20:.0f} MiB)", path=path,
+                            hint=f"give a PNG of at most {MAX_IMAGE_SIDE} pixels a side")
+        return path, path.read_bytes()
+    except OSError as err:
+        env = environment_error(err, path, doing="reading")
+        if env is None:
+            raise
+        raise env from None
 
 
 def _check_png_complete(data: bytes, path: Path) -> None:
@@ -252,14 +269,19 @@ def _current_umask() -> int:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}-", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as err:
+        _reraise(err, path)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         make_readable(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as err:
+        _reraise(err, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -268,7 +290,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def check_new_dir(path: str | Path, overwrite: bool) -> None:
     """Refuse an output folder that already holds something, unless asked to replace it."""
     path = Path(path)
-    if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
+    if path.exists() and not path.is_dir():
+        raise ConrError("the output path is a file, where a folder is written", path=path,
+                        hint="choose a new folder" + ("" if not overwrite else " (--overwrite replaces folders only)"))
+    if path.exists() and any(path.iterdir()) and not overwrite:
         raise ConrError("output folder already exists and is not empty", path=path,
                         hint="choose a new folder or pass --overwrite to replace it")
 
@@ -276,19 +301,70 @@ def check_new_dir(path: str | Path, overwrite: bool) -> None:
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a hidden temporary folder beside `path`; it replaces `path` only if the block succeeds,
-    so an error or Ctrl-C never leaves a half-written output folder."""
+    so an error, Ctrl-C or SIGTERM never leaves a half-written output folder. A temporary folder that
+    a killed run (kill -9, power loss) left beside `path` is removed first."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".partial", dir=path.parent))
+    except OSError as err:
+        _reraise(err, path)
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes 0700; outputs get what mkdir would give
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
+    except OSError as err:
+        _reraise(err, path)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _reraise(err: OSError, path: Path) -> None:
+    """A full disk, a missing permission... as a ConrError naming `path`; any other OSError as it was."""
+    env = environment_error(err, path)
+    if env is None:
+        raise err
+    raise env from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or not a pid we can judge: leave it
+    return True
+
+
+def remove_stale_partials(path: str | Path) -> list[Path]:
+    """Remove the temporary folders and files (`.NAME.PID-*.partial`, `.NAME.PID-*.tmp*`) that a
+    process which no longer runs left beside `path`; return what was removed."""
+    path = Path(path)
+    removed = []
+    stem = path.stem if path.suffix else path.name
+    try:
+        entries = list(path.parent.glob(f".{glob.escape(stem)}.*-*"))
+    except OSError:
+        return removed
+    for entry in entries:
+        rest = entry.name[len(stem) + 2:]
+        pid_text = rest.split("-", 1)[0]
+        if not (pid_text.isdigit() and (entry.name.endswith(".partial") or ".tmp" in rest)):
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -7,12 +7,15 @@ whole or not at all (written under a temporary name, then renamed).
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import zipfile
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
-from conr.io import atomic_path, atomic_save_npz, atomic_write_png, read_frame
+from conr.io import atomic_path, atomic_save_npz, atomic_write_png, read_frame, remove_stale_partials
 from conr.models import CharacterSheet
 from conr.pipeline import PoseSource, Renderer
 from conr.video import VideoWriter, unpremultiply
@@ -35,6 +38,31 @@ def render_to_folder(renderer: Renderer, sheet: CharacterSheet, poses: Sequence[
         written.append(path)
         on_frame()
     return written
+
+
+@contextmanager
+def staged_frames(out: Path, replace: bool) -> Iterator[Path]:
+    """The folder a render writes its frames to: `out` itself, or with `replace` (--overwrite) a hidden
+    folder beside it whose frames take the place of every frame `out` held (its PNGs and udp/*.npz)
+    once the whole render succeeded. Stopped half-way, `out` is left as it was; files other than
+    frames in `out` are kept."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not replace:
+        yield out
+        return
+    remove_stale_partials(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+        for old in [*out.glob("*.png"), *(out / "udp").glob("*.npz")]:
+            old.unlink()
+        for new in sorted(tmp.rglob("*")):
+            if new.is_file():
+                dest = out / new.relative_to(tmp)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(new, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def encode_videos(frames: Sequence[Path], videos: Sequence[Path], fps: float,

@@ -45,12 +45,9 @@ def _cpu_has_bf16() -> bool:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConrError("CUDA was requested but no CUDA device is available", hint="use --device cpu or auto")
-    return dev
+    from conr.engine.device import torch_device
+
+    return torch_device(device)
 
 
 def _png_bit_depth(path: Path) -> int | None:

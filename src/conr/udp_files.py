@@ -116,6 +116,11 @@ def _load_exr(path: Path) -> np.ndarray:
 def _load_udp_png(path: Path) -> np.ndarray:
     _, data = _read_bytes(path, "pose")
     img = _decode(data, path, "pose")
+    colour_type = data[25] if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 else 6
+    if colour_type != 6:  # OpenCV widens grey, grey + alpha and RGB PNGs to four channels
+        kinds = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale + alpha"}
+        raise ConrError(f"UDP PNGs must be RGBA (X, Y, Z, visibility); this one is {kinds.get(colour_type, 'not RGBA')}",
+                        path=path, hint="write UDP frames as 16-bit RGBA PNGs (value = round(x * 65535)) or as .npz")
     if img.dtype != np.uint16:
         raise ConrError(f"UDP PNGs must be 16-bit RGBA; this one has {img.dtype} samples", path=path,
                         hint="write UDP frames as 16-bit RGBA PNGs (value = round(x * 65535)) or as .npz")
@@ -156,4 +161,11 @@ def _check_udp(arr: np.ndarray, path: Path) -> np.ndarray:
     if bad:
         raise ConrError(f"UDP frame has {bad} NaN or infinite values", path=path,
                         hint="fill empty pixels with 0 (visibility 0) instead of NaN")
+    # Rest-pose coordinates are normalised into [0, 1] (a little slack for rounding); visibility too.
+    out = int(np.count_nonzero((arr < -0.01) | (arr > 1.01)))
+    if out:
+        lo, hi = float(arr.min()), float(arr.max())
+        raise ConrError(f"UDP frame has {out} values outside [0, 1] (from {lo:.3g} to {hi:.3g}): not a normalised "
+                        "UDP frame", path=path, hint="UDP holds rest-pose X, Y, Z normalised into [0, 1] and a "
+                        "visibility of 0 or 1 (see the README's UDP normalisation rule); `conr poses` writes them")
     return arr

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from conr.errors import ConrError
-from conr.io import make_readable
+from conr.io import make_readable, remove_stale_partials
 
 _NAMED_COLORS = {
     "white": (255, 255, 255),
@@ -228,7 +228,8 @@ class VideoWriter:
                             path=self.path, hint=f"pick another of {', '.join(SUPPORTED_VIDEO_EXTS)}")
         self.codec = codec.name
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}",
+        remove_stale_partials(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.{os.getpid()}-", suffix=f".tmp{self.path.suffix}",
                                    dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)

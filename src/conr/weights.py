@@ -188,6 +188,12 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     path = BUNDLED if path is None else Path(path)
     if path.is_dir() and (path / RUN_WEIGHTS).is_file():
         path = path / RUN_WEIGHTS  # a `conr train` run folder: its newest weights
+    if path.is_dir() and (path / "run.json").is_file() and not is_original_dir(path):
+        ckpts = sorted((path / "checkpoints").glob("step_*/model.safetensors"))
+        raise ConrError(f"this `conr train` run folder has no {RUN_WEIGHTS} yet (the run is still going, or "
+                        "stopped before it finished)", path,
+                        f"give one of its checkpoints, e.g. --weights {ckpts[-1]}" if ckpts else
+                        "the run saved no checkpoint either: resume it (conr train --resume) or train again")
     if path.is_dir():
         sds = read_original(path)
         model = build_model(preset("official"), sds, path)

@@ -150,14 +150,14 @@ def test_bvh_reader_gives_forward_kinematics(tmp_path) -> None:
 
 def test_bvh_motion_retargets_onto_glb(girl, glb, tmp_path, capsys) -> None:
     frames = np.zeros((2, 3 + 3 * 21))
-    hip = 80 * character(11)[0].height
+    hip = 80 * character(114)[0].height
     frames[:, :3] = [0, hip, 0]
     frames[1, :3] = [10, hip - 5, 0]  # hips move 10 cm aside, 5 cm down
     frames[1, 3 + 3 * 6] = -90  # LeftArm down
     frames[1, 3 + 3 * 14 + 1] = 60  # LeftLeg (knee) bends back: X is the second of ZXY
     path = tmp_path / "clip.bvh"
     # Same proportions as the model, so the retargeted pose must equal the directly posed one.
-    bvh_of_humanoid(path, frames, extra_thumb=True, height=character(11)[0].height)
+    bvh_of_humanoid(path, frames, extra_thumb=True, height=character(114)[0].height)
     out = tmp_path / "bvh"
     assert main(["poses", str(glb), str(path), "-o", str(out), "--size", str(SIZE)]) == 0
     assert "LeftHandThumb1" in capsys.readouterr().err
@@ -539,7 +539,7 @@ def test_model_without_a_skeleton_cannot_take_a_motion(tmp_path, glb, capsys) ->
     out = tmp_path / "o"
     err = _fails(["poses", str(path), "walk", "-o", str(out)], capsys, str(path), out)
     assert "hips" in err and "fix:" in err
-    _fails(["poses", str(glb), "walk", "-o", str(out), "--size", "100000"], capsys, "--size must be between 16 and 8192", out)
+    _fails(["poses", str(glb), "walk", "-o", str(out), "--size", "100000"], capsys, "argument --size: 100000 is out of range (16 to 8192)", out)
 
 
 def test_poses_can_also_write_the_models_character_sheet(glb, tmp_path) -> None:
@@ -559,7 +559,7 @@ def test_poses_can_also_write_the_models_character_sheet(glb, tmp_path) -> None:
 def test_z_up_bvh_drives_a_y_up_model_the_same_way(girl, glb, tmp_path) -> None:
     # The same clip as test_bvh_motion_retargets_onto_glb, exported Z-up and facing -Y (Blender's way):
     # every vector (x, y, z) becomes (x, -z, y).
-    height = character(11)[0].height
+    height = character(114)[0].height
     skel, _ = humanoid_skeleton(height)
     off = skel.rest_local[:, :3, 3].numpy() * 100
     off = np.stack([off[:, 0], -off[:, 2], off[:, 1]], 1)

@@ -50,9 +50,11 @@ def test_rgba_render_has_character_on_transparent_background(girl) -> None:
     alpha = rgba[..., 3]
     assert alpha[0].max() == 0 and alpha[:, 0].max() == 0  # a transparent border
     assert 0.05 < float((alpha > 0.5).float().mean()) < 0.6
-    # Head near the top: the hair colour dominates the top rows of the figure.
+    # Head near the top: the hair colour is in the top rows of the figure (below an ahoge's tip).
+    assert spec.hat == "none"
     rows = torch.nonzero(alpha.max(1).values > 0.5).squeeze(1)
-    top = rgba[rows[0] + 4, :, :3][alpha[rows[0] + 4] > 0.9]
+    row = int(rows[0]) + max(4, len(rows) // 12)
+    top = rgba[row, :, :3][alpha[row] > 0.9]
     hair = torch.tensor(spec.hair)
     assert torch.any((top - hair).abs().max(1).values < 0.3)
 
@@ -96,7 +98,7 @@ def _run_synth(out: Path, *extra: str) -> int:
 
 def test_synth_writes_manifest_sheets_udp_and_targets(tmp_path: Path) -> None:
     out = tmp_path / "data"
-    assert _run_synth(out, "--motion", "wave") == 0
+    assert _run_synth(out, "--motion", "wave", "--styles", "classic") == 0  # clean cut-out edges
     manifest = json.loads((out / "manifest.json").read_text())
     ch = manifest["characters"][0]
     assert ch["seed"] == 7 and ch["motion"] == {"name": "wave", "frames": 2, "fps": 30.0}
@@ -138,10 +140,19 @@ def test_synth_refuses_a_non_empty_folder(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--sheet-views", "9"], "--sheet-views must be between 1 and 8"),
-    (["--size", "8"], "size must be between 16 and 8192"),
-    (["--characters", "0"], "--characters and --poses-per-character must be at least 1"),
-    (["--device", "nonsense"], "unknown device"),
+    (["--sheet-views", "9"], "argument --sheet-views/--views: 9 is out of range (1 to 8)"),
+    (["--size", "8"], "argument --size: 8 is out of range (16 to 8192)"),
+    (["--characters", "0"], "argument --characters/--count: 0 is out of range (1 to 100000)"),
+    (["--device", "nonsense"], "--device 'nonsense' is not a device"),
+    (["--styles", "cel,watercolor"], "unknown style 'watercolor'"),
+    (["--styles", ","], "--styles: unknown style"),
+    (["--styles", "cel", "--shading", "flat"], "--styles cannot be combined with --shading"),
+    (["--style-seed", "-1"], "argument --style-seed: -1 is out of range"),
+    (["--style-seed", "x"], "argument --style-seed: 'x' is not a whole number"),
+    (["--detail", "1000"], "argument --detail: 1000 is out of range (0.1 to 4)"),
+    (["--detail", "nan"], "argument --detail: 'nan' is not a finite number"),
+    (["--yaw", "inf"], "argument --yaw: 'inf' is not a finite number"),
+    (["--poses-per-character", "100000000"], "argument --poses-per-character/--frames: 100000000 is out of range"),
 ])
 def test_synth_rejects_bad_arguments(tmp_path: Path, capsys, args: list[str], message: str) -> None:
     out = tmp_path / "data"
@@ -159,7 +170,7 @@ def test_procedural_motions_follow_the_frame_rate() -> None:
 
 def test_thread_count_is_validated(tmp_path: Path, capsys) -> None:
     assert main(["synth", "--out", str(tmp_path / "o"), "--threads", "0"]) == 2
-    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert "argument --threads: 0 is out of range (1 to 256)" in capsys.readouterr().err
 
 
 def test_synth_sheets_and_udp_pass_conr_render_readers(tmp_path: Path) -> None:
@@ -200,9 +211,94 @@ def test_flat_shading_without_outline_uses_only_base_colours(girl) -> None:
 
 
 def test_seeds_draw_simple_textures_on_skirts_and_socks() -> None:
-    specs = [character(s)[0] for s in range(8)]
-    assert {sp.skirt_pattern for sp in specs} == {"plain", "plaid", "stripes"}
-    spec, mesh = character(next(s for s, sp in enumerate(specs) if sp.skirt and sp.skirt_pattern == "plaid"))
+    specs = [character(s)[0] for s in range(40)]
+    assert {sp.skirt_pattern for sp in specs} == {"plain", "plaid", "stripes", "dots", "gradient"}
+    spec, mesh = character(next(s for s, sp in enumerate(specs) if sp.outfit == "skirt" and sp.skirt_pattern == "plaid"))
     assert len(mesh.textures) >= 1 and (mesh.face_texture >= 0).any()
-    tex = mesh.textures[0]
-    assert tex.shape[2] == 4 and len({tuple(c) for c in tex[..., :3].reshape(-1, 3).tolist()}) >= 3
+    assert all(tex.shape[2] == 4 for tex in mesh.textures)
+    assert max(len({tuple(c) for c in tex[..., :3].reshape(-1, 3).tolist()}) for tex in mesh.textures) >= 3
+
+
+def test_seeds_vary_bodies_hair_clothes_and_faces() -> None:
+    specs = [character(s)[0] for s in range(120)]
+    assert {sp.hair_style for sp in specs} == {"short", "bob", "long", "volume", "twintails", "ponytail", "bun"}
+    assert {sp.outfit for sp in specs} == {"skirt", "dress", "shorts", "trousers"}
+    assert {sp.hat for sp in specs} == {"none", "beret", "witch", "cap"}
+    assert {sp.eye_style for sp in specs} == {"round", "tall", "narrow", "closed"}
+    assert any(sp.coat for sp in specs) and any(sp.glasses for sp in specs)
+    heads = [sp.head for sp in specs]
+    assert min(heads) < 1.0 and max(heads) > 1.35  # from tall figures to chibi
+    # A chibi's head is a larger share of its height than a tall figure's.
+    def head_share(seed: int) -> float:
+        spec, mesh = character(seed)
+        ys = mesh.vertices[:, 1]
+        return float((ys.max() - 1.2 * spec.height) / (ys.max() - ys.min()))
+    chibi = next(s for s, sp in enumerate(specs) if sp.head > 1.35)
+    tall = next(s for s, sp in enumerate(specs) if sp.head < 1.0 and sp.height > 1.05 and sp.hat == "none")
+    assert head_share(chibi) > head_share(tall) * 1.3
+
+
+def test_styles_draw_shading_lines_and_cut_out_traits() -> None:
+    from conr.engine.styles import STYLES, draw_style, parse_styles
+
+    styles = [draw_style(s) for s in range(200)]
+    assert {st.name for st in styles} == set(STYLES)
+    assert draw_style(5) == draw_style(5) and draw_style(5, style_seed=1) != draw_style(5)
+    assert all(st.shading.outline_px == 0 for st in styles if st.name == "lineless")
+    assert all(st.shading.outline_px >= 2 for st in styles if st.name == "ink")
+    assert all(st.shading.tones == 3 for st in styles if st.name == "tone3")
+    assert {st.cutout.edge for st in styles} == {"hard", "soft", "jagged"}
+    assert any(st.cutout.jpeg for st in styles) and any(st.cutout.halo_colour for st in styles)
+    assert all(draw_style(s, ("soft", "ink")).name in ("soft", "ink") for s in range(30))
+    assert parse_styles("all") == STYLES and parse_styles("ink, soft,ink") == ("ink", "soft")
+
+
+def test_soft_shading_and_rim_light_add_tones(girl) -> None:
+    from conr.engine.renderer import CelStyle
+
+    spec, mesh = girl
+    cam = fit_camera(mesh.vertices, 64, 64)
+    def tones(style: CelStyle) -> int:
+        rgba = render_rgba(mesh, mesh.vertices, cam, style, ssaa=1)
+        skin = torch.tensor(spec.skin)
+        solid = rgba[..., 3] == 1
+        px = rgba[solid][:, :3]
+        # Pixels of the skin's hue: how many distinct brightness levels they have.
+        ratio = px / skin
+        near = (ratio.max(1).values - ratio.min(1).values < 0.02) & (ratio.mean(1) < 1.01)
+        return len(torch.unique((ratio[near].mean(1) * 100).round()))
+    assert tones(CelStyle(outline_px=0)) <= 2
+    assert tones(CelStyle(outline_px=0, softness=0.5, tones=3)) == 3
+    assert tones(CelStyle(outline_px=0, softness=0.6)) > 5
+
+
+@pytest.mark.parametrize("pose", ["t", "posed"])
+def test_sheet_poses_give_views_whose_udp_matches_their_pixels(tmp_path: Path, pose: str) -> None:
+    out = tmp_path / "data"
+    assert _run_synth(out, "--sheet-pose", pose, "--styles", "classic", "--no-targets") == 0
+    ch = json.loads((out / "manifest.json").read_text())["characters"][0]
+    assert ch["sheet_pose"] == pose and ch["style"]["name"] == "classic"
+    views = [cv2.imread(str(out / ch["id"] / v["file"]), cv2.IMREAD_UNCHANGED) for v in ch["sheet"]]
+    udps = [np.load(out / ch["id"] / v["udp"])["i"] for v in ch["sheet"]]
+    for rgba, udp in zip(views, udps):
+        assert np.all(rgba[..., 3][udp[..., 3] == 1] > 0)
+    if pose == "t":  # arms straight out: the figure is wider than an A-pose's
+        assert _run_synth(tmp_path / "a", "--styles", "classic", "--no-targets") == 0
+        a_view = np.load(tmp_path / "a" / "char_0000" / "sheet" / "view_00.npz")["i"]
+        width = lambda u: np.ptp(np.nonzero(u[..., 3].any(0))[0])  # noqa: E731
+        height = lambda u: np.ptp(np.nonzero(u[..., 3].any(1))[0])  # noqa: E731
+        assert width(udps[0]) / height(udps[0]) > 1.2 * width(a_view) / height(a_view)
+    else:  # each view in its own pose and turn
+        assert ch["sheet"][0]["yaw"] != 0.0
+        assert not np.array_equal(udps[0], udps[1])
+
+
+def test_a_style_seed_restyles_the_same_character(tmp_path: Path) -> None:
+    assert _run_synth(tmp_path / "a", "--no-targets") == 0
+    assert _run_synth(tmp_path / "b", "--no-targets", "--style-seed", "3") == 0
+    a = json.loads((tmp_path / "a" / "manifest.json").read_text())["characters"][0]
+    b = json.loads((tmp_path / "b" / "manifest.json").read_text())["characters"][0]
+    assert a["spec"] == b["spec"] and a["style"] != b["style"]
+    udp_a = np.load(tmp_path / "a" / "char_0000" / "sheet" / "view_00.npz")["i"]
+    udp_b = np.load(tmp_path / "b" / "char_0000" / "sheet" / "view_00.npz")["i"]
+    assert np.array_equal(udp_a, udp_b)  # the same body, drawn differently

@@ -72,8 +72,10 @@ class GlbBuilder:
 
 
 def mesh_to_glb(mesh: SkinnedMesh, path: Path, animation: dict[str, np.ndarray] | None = None,
-                fps: float = 30.0, texture_uri: str | None = None, vrm: dict[str, int] | None = None) -> None:
-    """Write a skinned mesh (one node per joint, rest translations) as GLB.
+                fps: float = 30.0, texture_uri: str | None = None, vrm: dict[str, int] | None = None,
+                skin: bool = True) -> None:
+    """Write a skinned mesh (one node per joint, rest translations) as GLB; with `skin` False, the
+    mesh is written as a plain node beside the skeleton, as a model exported without its skin.
 
     `animation` maps joint name -> (T, 4) xyzw local rotations. `texture_uri` adds a base colour
     texture that points at that (possibly missing) file. `vrm` adds a VRM 1.0 humanoid map.
@@ -113,9 +115,11 @@ def mesh_to_glb(mesh: SkinnedMesh, path: Path, animation: dict[str, np.ndarray] 
             mat["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
         materials.append(mat)
         idx = b.add(faces[inverse == k].reshape(-1).astype(np.uint32), "SCALAR", 5125)
-        prims.append({"attributes": {"POSITION": pos, "JOINTS_0": jnt, "WEIGHTS_0": wts, "TEXCOORD_0": uv},
-                      "indices": idx, "material": k})
-    nodes.append({"name": "body", "mesh": 0, "skin": 0})
+        attributes = {"POSITION": pos, "JOINTS_0": jnt, "WEIGHTS_0": wts, "TEXCOORD_0": uv}
+        if not skin:
+            del attributes["JOINTS_0"], attributes["WEIGHTS_0"]
+        prims.append({"attributes": attributes, "indices": idx, "material": k})
+    nodes.append({"name": "body", "mesh": 0, **({"skin": 0} if skin else {})})
     doc_parts = {
         "scenes": [{"nodes": [j for j, p in enumerate(skel.parents) if p < 0] + [mesh_node]}],
         "nodes": nodes,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from conr.commands.options import FPS, SEED, ranged
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from conr.demo import DEFAULT_SEED
@@ -13,10 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Make a procedural character (its 4-view sheet and a built-in dance as UDP frames), render it "
                     "with the model bundled in conr, and write the RGBA frames, an MP4 and a WebM with transparency.")
     p.add_argument("--out", "-o", default="demo", help="output folder (default demo/; new or empty unless --overwrite)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    p.add_argument("--seed", type=SEED, default=DEFAULT_SEED,
                    help=f"which character (default {DEFAULT_SEED}, one the model never saw)")
-    p.add_argument("--frames", type=int, default=48, help="frames of the dance (default 48)")
-    p.add_argument("--fps", type=float, default=24.0, help="video frame rate (default 24)")
+    p.add_argument("--frames", type=ranged(int, 1, 10000), default=48, help="frames of the dance (default 48)")
+    p.add_argument("--fps", type=FPS, default=24.0, help="video frame rate (default 24)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from conr.errors import ConrError
+from conr.commands.options import SIZE, ranged
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,12 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "folder (not needed with --no-model)")
     p.add_argument("--data", action="append", required=True,
                    help="a `conr synth` folder or a `conr poses --sheet N --rgba` folder; repeat for several")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=SIZE, default=None,
                    help="network resolution (default: the model's image size; 128 with --no-model)")
-    p.add_argument("--views", type=int, default=None, help="sheet views used, the first K (default: all)")
+    p.add_argument("--views", type=ranged(int, 1, 8), default=None, help="sheet views used, the first K (default: all)")
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-    p.add_argument("--max-frames", type=int, default=None, help="evaluate at most N frames, spread over the data")
+    p.add_argument("--max-frames", type=ranged(int, 1), default=None, help="evaluate at most N frames, spread over the data")
     p.add_argument("--no-model", action="store_true", help="only the baselines (no weights needed)")
     p.add_argument("--stability", action="store_true",
                    help="the frames are a motion (e.g. `conr synth --motion dance`): also measure flicker, the "

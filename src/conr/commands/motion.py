@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from conr.commands.options import FPS, ranged
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,13 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("video", help="a video of one person, whole body in view (.mp4, .mov, .webm, .mkv, .avi ...)")
     p.add_argument("--out", "-o", required=True, metavar="FILE.bvh", help="the BVH file to write")
-    p.add_argument("--fps", type=float, default=None, help="frame rate of the motion (default: the video's)")
+    p.add_argument("--fps", type=FPS, default=None, help="frame rate of the motion (default: the video's)")
     p.add_argument("--frames", default=None, metavar="A:B",
                    help="motion frames A to B-1 only (at the motion's frame rate; A: or :B for open ends)")
-    p.add_argument("--min-cutoff", type=float, default=1.5,
+    p.add_argument("--min-cutoff", type=ranged(float, 1e-3, 1e3), default=1.5,
                    help="One Euro smoothing: cut-off in Hz at rest; lower is steadier, higher follows more "
                         "closely (default 1.5)")
-    p.add_argument("--beta", type=float, default=0.5,
+    p.add_argument("--beta", type=ranged(float, 0, 1e3), default=0.5,
                    help="One Euro smoothing: how fast the cut-off rises with speed (default 0.5)")
     p.add_argument("--no-smooth", action="store_true", help="no smoothing: raw landmarks, frame by frame")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -44,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".bvh":
         raise ConrError("the output must be a .bvh file", out, "name it e.g. dance.bvh")
+    if out.is_dir():
+        raise ConrError("--out names a folder; the motion is written as one .bvh file", out,
+                        f"give a file path, e.g. {out / 'motion.bvh'}")
     if out.exists() and not args.overwrite:
         raise ConrError("output file already exists", out, "pass --overwrite to replace it, or choose another --out")
     if args.fps is not None and not args.fps > 0:

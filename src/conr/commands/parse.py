@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from conr.errors import ConrError
+from conr.commands.options import SIZE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the .npz and .png files")
     p.add_argument("--ply", metavar="FILE", help="also write the images' pixels as a point cloud (.ply)")
     p.add_argument("--weights", metavar="PATH", help="weights (default: the bundled model)")
-    p.add_argument("--size", type=int, default=None, help="resolution (default: the model's own)")
+    p.add_argument("--size", type=SIZE, default=None, help="resolution (default: the model's own)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder or point cloud")
     p.set_defaults(func=run)

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from conr.commands.engine_options import add_engine_options
+from conr.commands.options import FPS, SEED, SIZE, ranged
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="character model (.glb, .gltf, .vrm or .pmx; left out with --procedural), then the motion "
                         "(.bvh, .vmd, .glb/.gltf/.vrm animation, a video of a person (.mp4, .mov, .webm ...; see "
                         "`conr motion`), or walk|wave|dance|stand|random)")
-    p.add_argument("--procedural", type=int, default=None, metavar="SEED",
+    p.add_argument("--procedural", type=SEED, default=None, metavar="SEED",
                    help="use the procedural character of SEED (character 0 of `conr synth --seed SEED`) as the model")
     p.add_argument("--bone-map", default=None, metavar="FILE",
                    help='JSON object from our humanoid bone names to the model\'s or the motion\'s, for bones '
@@ -33,21 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", default=None,
                    help="output folder for the UDP frames, new or empty unless --overwrite "
                         "(default: poses_MODEL_MOTION, or poses_proceduralSEED_MOTION)")
-    p.add_argument("--size", type=int, default=512, help="frame width and height in pixels (default 512)")
+    p.add_argument("--size", type=SIZE, default=512, help="frame width and height in pixels (default 512)")
     p.add_argument("--camera", default="front", metavar="front|orbit|FILE",
                    help="front: one fixed camera facing the character; orbit: once around it over the motion; "
                         "FILE: a JSON camera file (see docs/engine.md). Default front")
-    p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the motion's)")
+    p.add_argument("--fps", type=FPS, default=None, help="output frame rate (default: the motion's)")
     p.add_argument("--frames", default=None, metavar="A:B",
                    help="output frames A to B-1 (at the output frame rate; A: or :B for open ends)")
-    p.add_argument("--yaw", type=float, default=0.0, help="camera angle around the character in degrees (0 = front)")
+    p.add_argument("--yaw", type=ranged(float, -360, 360), default=0.0, help="camera angle around the character in degrees (0 = front)")
     p.add_argument("--projection", choices=("perspective", "orthographic"), default="perspective")
     p.add_argument("--animation", default=None, help="animation name or index in a glTF motion file (default first)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=SEED, default=None,
                    help="seed for the 'random' motion (default 0, or the --procedural seed as in `conr synth`)")
     p.add_argument("--rgba", "--preview", dest="rgba", action="store_true",
                    help="also write the cel-shaded RGBA render of each frame to OUT/rgba")
-    p.add_argument("--sheet", type=int, default=0, metavar="VIEWS",
+    p.add_argument("--sheet", type=ranged(int, 0, 8), default=0, metavar="VIEWS",
                    help="also render a character sheet of the model (A-pose, up to 8 views) to OUT/sheet")
     add_engine_options(p)
     p.set_defaults(func=run)
@@ -117,4 +118,7 @@ def parse_range(text: str | None) -> tuple[int | None, int | None] | None:
         raise ConrError(f"--frames {text!r} is not a range", hint="write A:B (frames A to B-1), A: or :B") from None
     if (a is not None and a < 0) or (b is not None and b < 1):
         raise ConrError(f"--frames {text!r} has a negative start or an end below 1", hint="frames are numbered from 0")
+    if a is not None and b is not None and b <= a:
+        raise ConrError(f"--frames {text!r} ends before it starts: A:B keeps frames A to B-1",
+                        hint=f"write {a}:{a + 1} or later for frame {a} on, or {b}:{a} if the two were swapped")
     return a, b

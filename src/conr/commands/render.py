@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from conr.commands.options import FPS, SIZE, ranged
 from conr.errors import ConrError
 
 
@@ -29,12 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "run folder (default: the model bundled with conr)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the RGBA PNG frames")
     p.add_argument("--video", metavar="FILE", help="also encode the frames: .mp4, .webm, .mov or .gif")
-    p.add_argument("--fps", type=float, default=30.0, help="video frame rate (default 30)")
+    p.add_argument("--fps", type=FPS, default=30.0, help="video frame rate (default 30)")
     p.add_argument("--background", default="white",
                    help="colour behind the character in .mp4/.gif videos (name or #RRGGBB; default white)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--batch-size", type=int, default=1, help="frames rendered together (default 1)")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--batch-size", type=ranged(int, 1, 256), default=1, help="frames rendered together (default 1)")
+    p.add_argument("--size", type=SIZE, default=None,
                    help="network resolution, a multiple of 128 (default: the model's own, the size it was trained at)")
     p.add_argument("--precision", choices=["fp32", "fast"], default="fp32",
                    help="fp32 (exact, default) or fast (half precision on CUDA, bfloat16 on CPU)")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from conr.allocator import keep_freed_memory
-    from conr.outputs import encode_videos, render_to_folder
+    from conr.outputs import encode_videos, render_to_folder, staged_frames
     from conr.pipeline import Renderer, find_poses, find_sheets, resolve_device
     from conr.video import parse_color
 
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConrError(f"--batch-size must be at least 1 (got {args.batch_size})")
 
     # Everything is checked before anything is written.
+    resolve_device(args.device)
     sheet_paths = find_sheets(_one_or_list(args.sheets))
     poses = find_poses(_one_or_list(args.poses), args.pose_kind)
     if out.exists() and not out.is_dir():
@@ -101,11 +103,13 @@ def run(args: argparse.Namespace) -> int:
     sheet = renderer.load_sheet(sheet_paths)
     renderer.check_poses(tqdm(todo, desc="checking poses", unit="file", disable=not progress, leave=False))
 
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="rendering", unit="frame", disable=not progress)
-    render_to_folder(renderer, sheet, todo, out, batch_size=args.batch_size, alpha=args.alpha,
-                     save_udp=args.save_udp, on_frame=lambda: bar.update(1))
+    # --overwrite: this render's frames replace the folder's, all at once when they are all drawn.
+    replace = args.overwrite and (bool(existing) or (out / "udp").is_dir())
+    with staged_frames(out, replace) as folder:
+        render_to_folder(renderer, sheet, todo, folder, batch_size=args.batch_size, alpha=args.alpha,
+                         save_udp=args.save_udp, on_frame=lambda: bar.update(1))
     bar.close()
     elapsed = time.perf_counter() - start
     rate = len(todo) / elapsed if elapsed > 0 else float("inf")

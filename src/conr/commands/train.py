@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from conr.errors import ConrError
+from conr.commands.options import ranged
 
 # Options whose defaults come from TrainConfig (or, with --resume, from the run's run.json).
 _OPTIONS = {
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "every part of the same architecture is loaded, the others start from scratch")
     p.add_argument("--no-photometric", action="store_true", help="no image augmentation in the parser stage")
     for name in _LOSSES:
-        p.add_argument(f"--loss-{name.replace('_', '-')}", type=float, default=None, help=f"weight of the {name} loss term")
+        p.add_argument(f"--loss-{name.replace('_', '-')}", type=ranged(float, 0), default=None, help=f"weight of the {name} loss term")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -73,7 +74,11 @@ def config_from_args(args: argparse.Namespace):
 
     out = Path(args.out)
     if args.resume and (out / RUN_FILE).is_file():
-        base = TrainConfig.from_dict(json.loads((out / RUN_FILE).read_text())["config"]).to_dict()
+        try:
+            base = TrainConfig.from_dict(json.loads((out / RUN_FILE).read_text())["config"]).to_dict()
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            raise ConrError(f"{RUN_FILE} is not the run file conr train writes ({type(err).__name__}: {err})",
+                            out / RUN_FILE, "resume a folder made by conr train, or start a new run in a new --out") from None
     else:
         base = TrainConfig(data=[], out=str(out)).to_dict()
     base["data"] = [str(d) for d in args.data]

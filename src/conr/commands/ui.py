@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from conr.commands.options import ranged
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,16 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for everyone)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--port", type=ranged(int, 0, 65535), default=7860, help="port (default 7860)")
     p.add_argument("--weights", metavar="PATH", help="weights as for `conr render` (default: the bundled model)")
     p.add_argument("--device", default="auto", help="default device: auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--concurrency", type=int, default=1,
+    p.add_argument("--concurrency", type=ranged(int, 1, 64), default=1,
                    help="renders at the same time on each device (default 1); others wait in the queue")
-    p.add_argument("--max-frames", type=int, default=300, help="frames per render (default 300)")
-    p.add_argument("--max-seconds", type=float, default=60.0, help="seconds of video per render (default 60)")
-    p.add_argument("--max-files", type=int, default=500, help="files per input, zips expanded (default 500)")
-    p.add_argument("--max-file-mb", type=float, default=50.0, help="size of one uploaded file (default 50 MB)")
-    p.add_argument("--max-total-mb", type=float, default=500.0,
+    p.add_argument("--max-frames", type=ranged(int, 1, 100_000), default=300, help="frames per render (default 300)")
+    p.add_argument("--max-seconds", type=ranged(float, 0.1, 86400), default=60.0, help="seconds of video per render (default 60)")
+    p.add_argument("--max-files", type=ranged(int, 1, 1_000_000), default=500, help="files per input, zips expanded (default 500)")
+    p.add_argument("--max-file-mb", type=ranged(float, 0.001, 1e6), default=50.0, help="size of one uploaded file (default 50 MB)")
+    p.add_argument("--max-total-mb", type=ranged(float, 0.001, 1e6), default=500.0,
                    help="size of one input's files, zips expanded (default 500 MB)")
     p.add_argument("--workdir", metavar="DIR",
                    help="where requests work, each in its own folder removed afterwards (default: TMP/conr-ui)")

@@ -140,6 +140,24 @@ def stripes(base, stripe, size: int = 32, period: int = 8, across: bool = True) 
     return _rgba8(img)
 
 
+def dots(base, dot, size: int = 32, period: int = 8, radius: float = 0.28) -> np.ndarray:
+    """(size, size, 4) uint8 polka dots of `dot` on `base`, offset every other row."""
+    y, x = np.mgrid[:size, :size].astype(float)
+    row = np.floor(y / period)
+    cx = (x + (row % 2) * period / 2) % period - period / 2
+    cy = y % period - period / 2
+    mask = np.hypot(cx, cy) < radius * period
+    img = np.where(mask[..., None], np.asarray(dot, float), np.asarray(base, float))
+    return _rgba8(img)
+
+
+def gradient(start, end, size: int = 32) -> np.ndarray:
+    """(size, size, 4) uint8 gradient from `start` (v = 0) to `end` (v = 1)."""
+    t = np.linspace(0, 1, size)[:, None, None]
+    img = np.broadcast_to((1 - t) * np.asarray(start, float) + t * np.asarray(end, float), (size, size, 3))
+    return _rgba8(np.ascontiguousarray(img))
+
+
 def _rgba8(rgb: np.ndarray) -> np.ndarray:
     out = np.concatenate([np.clip(rgb, 0, 1) * 255, np.full(rgb.shape[:2] + (1,), 255.0)], -1)
     return out.round().astype(np.uint8)

@@ -85,6 +85,12 @@ def _arms_down(e: np.ndarray, j: dict[str, int], angle: float = 68.0) -> None:
     e[:, j["rightLowerArm"], 1] += 10
 
 
+def t_pose(frames: int | None = None, fps: float = 30.0) -> Motion:
+    """The rest pose: arms straight out to the sides."""
+    e, root, _ = _empty(frames or 1)
+    return _motion_from_degrees(e, root, fps)
+
+
 def stand(frames: int | None = None, fps: float = 30.0) -> Motion:
     """Relaxed A-pose, the pose of a character sheet."""
     e, root, j = _empty(frames or 1)
@@ -160,6 +166,19 @@ def random_poses(frames: int = 8, seed: int = 0, fps: float = 30.0) -> Motion:
     # Arms hang lower than the T-pose most of the time: shift the shoulders' raise angle down.
     e[:, j["leftUpperArm"], 2] -= 45.0
     e[:, j["rightUpperArm"], 2] += 45.0
+    return _motion_from_degrees(e, root, fps)
+
+
+def sheet_poses(frames: int = 4, seed: int = 0, fps: float = 30.0) -> Motion:
+    """Poses an artist might draw a sheet in: the A-pose moved a little at every joint (arms raised or
+    lowered, a step, a lean, the head turned), within the joint limits."""
+    rng = np.random.default_rng(seed)
+    e, root, j = _empty(frames)
+    _arms_down(e, j, 62.0)
+    for name, i in j.items():
+        lim = np.array(_limits(name))  # (3, 2)
+        e[:, i] = np.clip(e[:, i] + rng.normal(0, 1, (frames, 3)) * (lim[:, 1] - lim[:, 0]) * 0.15,
+                          lim[:, 0] - 62.0 * (name.endswith("UpperArm")), lim[:, 1] + 62.0 * (name.endswith("UpperArm")))
     return _motion_from_degrees(e, root, fps)
 
 

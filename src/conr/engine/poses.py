@@ -242,6 +242,23 @@ def _require_hips(model: Model, src: MotionSource) -> None:
                         f"{bone_list(names)}", path=src.path, hint=f"rename the root joint to Hips, or {BONE_MAP_HINT}")
 
 
+def _require_skin(model: Model) -> None:
+    """Refuse a model whose mesh no humanoid bone moves (no skin): every frame would be the same."""
+    parents = model.mesh.skeleton.parents
+    moving = torch.zeros(len(parents), dtype=torch.bool)
+    for j in model.humanoid.values():
+        moving[j] = True
+    for j, p in enumerate(parents):  # parents come first: a bone below a humanoid bone moves too
+        if p >= 0 and moving[p]:
+            moving[j] = True
+    bound = (model.mesh.weights > 0) & moving[model.mesh.joints]
+    if not bool(bound.any()):
+        raise ConrError("no vertex of the model is bound to its humanoid bones (the file has no skin, or its "
+                        "skin is on other bones): a motion would leave every frame the same", path=model.path,
+                        hint="export the model with its armature and skin weights (glTF: a skin with JOINTS_0 / "
+                             "WEIGHTS_0; Blender: keep the Armature modifier)")
+
+
 def make_poses(
     model: str | Path | Model,
     motion: str,
@@ -294,6 +311,7 @@ def make_poses(
         g, out_fps, motion_name = src.globals, src.fps, src.name
     else:
         _require_hips(model, src)
+        _require_skin(model)
         g, missing = retarget(src.rest, src.globals, src.bones, mesh.skeleton, model.humanoid)
         if model.rig is not None:
             g = _follow_inherited(mesh.skeleton, g, model.rig)

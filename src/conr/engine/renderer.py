@@ -17,13 +17,23 @@ from conr.engine.udp import UDPNormalizer, udp_from_fragments
 
 @dataclass
 class CelStyle:
-    """Two-tone anime shading: lit or shadowed, with an ink outline."""
+    """Anime shading: by default two tones (lit or shadowed) with an ink outline.
+
+    `softness` widens the step from shadow to light into a gradient, `tones` quantises that gradient
+    (3: a mid tone), `rim` brightens the lit silhouette, and the palette can be desaturated or darkened.
+    """
 
     shadow: float = 0.72  # colour multiplier in shadow
     threshold: float = 0.0  # n.l below this is shadow
     outline_px: float = 1.0  # outline width at 512 px image height; 0 disables it
     outline_colour: tuple[float, float, float] = (0.18, 0.13, 0.16)
     crease: float = 0.04  # depth jump, as a fraction of the figure size, that draws an inner line
+    softness: float = 0.0  # half-width in n.l of the shadow-to-light ramp; 0 is a hard step
+    tones: int = 0  # levels the ramp is quantised to (0: not quantised)
+    rim: float = 0.0  # strength of a rim light on the silhouette's lit side
+    light: tuple[float, float] = (35.0, -30.0)  # key light elevation and azimuth (degrees, relative to the view)
+    saturation: float = 1.0  # palette saturation factor
+    value: float = 1.0  # palette brightness factor
 
 
 def make_style(shading: str = "cel", outline: bool = True) -> CelStyle:
@@ -91,27 +101,42 @@ def render_rgba(
     c1 = min(big.width, -(-(int(cols[-1]) + 1 + pad) // ssaa) * ssaa)
     frags = Fragments(full.face[r0:r1, c0:c1], full.bary[r0:r1, c0:c1], full.depth[r0:r1, c0:c1])
     m = frags.mask
-    light = (light if light is not None else camera.light_direction()).to(device)
+    light = (light if light is not None else camera.light_direction(*style.light)).to(device)
     normals = vertex_normals(posed, faces)
     n = interpolate(frags, faces, normals)
     n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     # Inside faces of open shells (skirt, sleeves) face away from the camera: light their other side.
     view_fwd = -big.view_matrix(posed.dtype, device)[2, :3]
     n = torch.where(((n * view_fwd).sum(-1, keepdim=True) > 0), -n, n)
-    lit = (n * light).sum(-1) > style.threshold
+    ndotl = (n * light).sum(-1)
+    if style.softness > 0:
+        lit = ((ndotl - style.threshold) / (2 * style.softness) + 0.5).clamp(0, 1)
+        lit = lit * lit * (3 - 2 * lit)  # smoothstep
+        if style.tones > 1:
+            lit = torch.round(lit * (style.tones - 1)) / (style.tones - 1)
+    else:
+        lit = (ndotl > style.threshold).float()
     if mesh.outward_winding:
         # Seeing a face from behind means looking inside a shell: keep it in shadow.
         tri = posed[faces]
         fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
         inside = (fn @ view_fwd > 0)[frags.face.clamp_min(0)]
-        lit = lit & ~inside
+        lit = torch.where(inside, 0.0, lit)
     face_idx = frags.face.clamp_min(0)
     base = mesh.face_colors.to(device)[face_idx]  # (H, W, 3)
     if mesh.textures and mesh.uv is not None and mesh.face_texture is not None:
         base = _textured(mesh, frags, faces, base)
+    if style.saturation != 1.0 or style.value != 1.0:
+        grey = base.mean(-1, keepdim=True)
+        base = ((grey + (base - grey) * style.saturation) * style.value).clamp(0, 1)
     unlit = mesh.face_unlit.to(device)[face_idx]
-    shade = torch.where(lit | unlit, 1.0, style.shadow)[..., None]
+    shade = torch.where(unlit | (lit >= 1), 1.0, style.shadow + (1 - style.shadow) * lit)[..., None]
     rgb = base * shade
+    if style.rim > 0:
+        # Fresnel-like: strongest where the surface turns away from the viewer, on the lit side.
+        facing = (n * view_fwd).sum(-1).abs()
+        rim = style.rim * (1 - facing).clamp(0, 1) ** 3 * (ndotl > -0.2).float() * (~unlit).float()
+        rgb = rgb + (1 - rgb) * rim[..., None]
     alpha = m.float()
 
     if style.outline_px > 0:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -161,18 +162,24 @@ SHEET_YAWS = (0.0, 180.0, 90.0, -45.0, 45.0, -90.0, 135.0, -135.0)
 
 def write_sheet(mesh: SkinnedMesh, pose: Tensor, size: int, views: int, folder: Path, projection: str = "perspective",
                 front_yaw: float = 0.0, device: torch.device | str = "cpu",
-                normalizer: UDPNormalizer | None = None, style: CelStyle | None = None) -> list[dict]:
-    """A character sheet: RGBA renders of one (V, 3) pose from `views` angles (front, back, sides...),
-    each framed on its own, and with a normaliser their UDP too (ground truth for the UDP parser).
-    Returns [{"file", "yaw"[, "udp"]}] with paths relative to the folder's parent."""
+                normalizer: UDPNormalizer | None = None, style: CelStyle | None = None,
+                yaws: Sequence[float] | None = None,
+                cutout: Callable[[np.ndarray], np.ndarray] | None = None) -> list[dict]:
+    """A character sheet: RGBA renders of a (V, 3) pose, or one (views, V, 3) pose per view, from
+    `views` angles (front, back, sides... or `yaws`), each framed on its own, and with a normaliser
+    their UDP too (ground truth for the UDP parser). `cutout` post-processes the RGBA (a drawn sheet's
+    cut-out traits); the UDP stays exact. Returns [{"file", "yaw"[, "udp"]}], paths relative to the
+    folder's parent."""
     mesh_dev = _to_device(mesh, device)
-    v = pose.to(device)
+    yaws = list(yaws) if yaws is not None else list(SHEET_YAWS[:views])
     out = []
-    for k, yaw in enumerate(SHEET_YAWS[:views]):
-        cam = fit_camera(pose, size, size, view_direction(yaw + front_yaw, 5.0), projection)
+    for k, yaw in enumerate(yaws[:views]):
+        v = (pose if pose.dim() == 2 else pose[k]).to(device)
+        cam = fit_camera(v, size, size, view_direction(yaw + front_yaw, 5.0), projection)
         name = f"view_{k:02d}"
-        atomic_write_png(folder / f"{name}.png", to_uint8(render_rgba(mesh_dev, v, cam, style)))
-        entry = {"file": f"{folder.name}/{name}.png", "yaw": yaw}
+        rgba = to_uint8(render_rgba(mesh_dev, v, cam, style))
+        atomic_write_png(folder / f"{name}.png", cutout(rgba) if cutout is not None else rgba)
+        entry = {"file": f"{folder.name}/{name}.png", "yaw": float(yaw)}
         if normalizer is not None:
             udp = render_udp(mesh_dev, v, cam, normalizer)
             atomic_save_npz(folder / f"{name}.npz", i=udp.cpu().numpy().astype("float32"))

@@ -120,6 +120,6 @@ def capture(video: str | Path, fps: float | None = None, frame_range: tuple[int 
     info, frames = open_video(video, fps, frame_range)
     try:
         track = track_frames(frames, info.fps, progress)
+        return motion_from_track(track, smooth)
     except ConrError as e:
         raise ConrError(e.problem, e.path or video, e.hint) from None
-    return motion_from_track(track, smooth)

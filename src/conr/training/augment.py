@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from conr.engine import cutout
+
 
 @dataclass(frozen=True)
 class Photometric:
@@ -31,9 +33,7 @@ class Photometric:
         """uint8 RGBA (H, W, 4), straight alpha -> a new uint8 RGBA of the same size."""
         if rng.random() >= self.p_any:
             return rgba
-        rgb = rgba[:, :, :3].astype(np.float32) / 255.0
-        alpha = rgba[:, :, 3].astype(np.float32) / 255.0
-        h, w = alpha.shape
+        rgb, alpha = cutout.to_float(rgba)
         if rng.random() < self.p_colour:
             rgb = _colour(rgb, rng)
         if rng.random() < self.p_grey:
@@ -46,22 +46,12 @@ class Photometric:
             sigma = float(rng.uniform(0.4, 1.6))
             rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
         if rng.random() < self.p_lowres:
-            f = float(rng.uniform(0.3, 0.75))
-            small = (max(8, int(w * f)), max(8, int(h * f)))
-            both = np.dstack([rgb, alpha])
-            both = cv2.resize(cv2.resize(both, small, interpolation=cv2.INTER_AREA), (w, h),
-                              interpolation=cv2.INTER_LINEAR)
-            rgb, alpha = both[:, :, :3], both[:, :, 3]
+            rgb, alpha = cutout.lowres(rgb, alpha, float(rng.uniform(0.3, 0.75)))
         if rng.random() < self.p_noise:
             rgb = rgb + rng.normal(0, rng.uniform(0.01, 0.05), rgb.shape).astype(np.float32)
-        rgb = np.clip(rgb, 0, 1)
-        out = np.dstack([rgb, np.clip(alpha, 0, 1)[:, :, None]])
-        out = (out * 255 + 0.5).astype(np.uint8)
+        out = cutout.to_uint8(rgb, alpha)
         if rng.random() < self.p_jpeg:
-            quality = int(rng.integers(25, 90))
-            ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(out[:, :, 2::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
-            if ok:
-                out[:, :, :3] = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+            out = cutout.jpeg(out, int(rng.integers(25, 90)))
         return out
 
 
@@ -91,16 +81,12 @@ def _lines(rgb: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> np.n
 def _edge(rgb: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A cut-out's edge: eroded, grown with a halo of background colour, or softened."""
     kind = rng.integers(3)
-    k = np.ones((3, 3), np.uint8)
     steps = int(rng.integers(1, 3))
     if kind == 0:
-        alpha = cv2.erode(alpha, k, iterations=steps)
+        alpha = cutout.erode(alpha, steps)
     elif kind == 1:
-        grown = cv2.dilate(alpha, k, iterations=steps)
-        halo = np.full(3, rng.uniform(0.85, 1.0) if rng.random() < 0.6 else rng.uniform(0.0, 0.2), np.float32)
-        new = (grown > alpha + 0.01)[:, :, None]
-        rgb = np.where(new, halo, rgb)
-        alpha = grown
+        colour = np.full(3, rng.uniform(0.85, 1.0) if rng.random() < 0.6 else rng.uniform(0.0, 0.2), np.float32)
+        rgb, alpha = cutout.halo(rgb, alpha, colour, steps)
     else:
-        alpha = cv2.GaussianBlur(alpha, (0, 0), float(rng.uniform(0.5, 1.5)))
+        alpha = cutout.soften(alpha, float(rng.uniform(0.5, 1.5)))
     return rgb, alpha

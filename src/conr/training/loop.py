@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -191,18 +192,46 @@ def check_config(cfg: TrainConfig) -> None:
             raise ConrError(f"--loss-{name.replace('_', '-')} {weight}: must be a finite weight of 0 or more")
 
 
-def prepare_run(cfg: TrainConfig, resume: bool) -> None:
-    """Check the output folder: a new run needs an empty one, a resumed run its run.json and a checkpoint."""
+# What a run writes before its first checkpoint; a folder holding only these saved nothing.
+_EARLY_FILES = {RUN_FILE, "metrics.csv", "samples", "tensorboard"}
+
+
+def _saved_nothing(out: Path) -> bool:
+    names = {p.name for p in out.iterdir()}
+    if RUN_FILE not in names or not names <= _EARLY_FILES | {"checkpoints"}:
+        return False
+    ckpts = out / "checkpoints"
+    # A kill -9 while saving leaves only a hidden temporary folder there.
+    return not ckpts.exists() or (ckpts.is_dir() and all(p.name.startswith(".") for p in ckpts.iterdir()))
+
+
+def prepare_run(cfg: TrainConfig, resume: bool, log: Callable[[str], None] = print, clear: bool = True) -> None:
+    """Check the output folder: a new run needs an empty one (or one a run left before saving
+    anything, which is cleared), a resumed run its run.json and a checkpoint."""
     out = Path(cfg.out)
     run_file = out / RUN_FILE
     if resume:
         if not run_file.is_file() or checkpoint.latest(out) is None:
-            raise ConrError("nothing to resume: no run.json or no checkpoint in this folder", out,
-                            "start the run without --resume")
+            stopped = run_file.is_file() and out.is_dir() and _saved_nothing(out)
+            raise ConrError("nothing to resume: " + ("the run here stopped before its first checkpoint" if stopped
+                                                     else "no run.json or no checkpoint in this folder"), out,
+                            "start the run again without --resume" + (" (it clears what that run left)" if stopped else ""))
         return
+    if out.exists() and not out.is_dir():
+        raise ConrError("--out is a file, not a folder", out, "choose a new --out folder")
     if out.exists() and any(out.iterdir()):
-        raise ConrError("the run folder already holds a run", out,
-                        "continue it with --resume, or choose a new --out folder")
+        if not _saved_nothing(out):
+            raise ConrError("the run folder already holds a run", out,
+                            "continue it with --resume, or choose a new --out folder")
+        if not clear:  # another process of a distributed run clears it
+            return
+        for name in _EARLY_FILES | {"checkpoints"}:
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        log(f"{out}: cleared what a run that stopped before its first checkpoint left")
 
 
 def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
@@ -211,7 +240,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     check_config(cfg)
     ddp, device = _init_distributed(cfg.device)
     out = Path(cfg.out)
-    prepare_run(cfg, resume)
+    prepare_run(cfg, resume, log, clear=ddp.main)
     if ddp.world_size > 1:
         dist.barrier()  # every process checks the folder before the main one writes into it
     torch.manual_seed(cfg.seed)

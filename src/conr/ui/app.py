@@ -8,6 +8,7 @@ api_name="/render")` with the same parameters as `render` below. Renders wait in
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -159,9 +160,21 @@ def build_app(service: RenderService) -> gr.Blocks:
 
 def serve(service: RenderService, host: str = "127.0.0.1", port: int = 7860, max_file_mb: float = 50.0,
           block: bool = True) -> gr.Blocks:
-    """Start the server; with `block=False` return at once (tests), else serve until Ctrl-C."""
+    """Start the server; with `block=False` return at once (tests), else serve until Ctrl-C or SIGTERM.
+
+    Uploads (refused past `max_file_mb` as they arrive) and results live in the service's own cache
+    folder, emptied when the server starts and when it stops, so nothing stays behind."""
+    cache = service.workdir / "gradio-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read by Gradio when the server starts
     app = build_app(service)
-    app.launch(server_name=host, server_port=port, max_file_size=f"{max_file_mb:g}mb", ssr_mode=False,
-               prevent_thread_lock=not block, show_error=True, quiet=not block, theme=THEME,
-               footer_links=["api"])
+    try:
+        app.launch(server_name=host, server_port=port, max_file_size=f"{max_file_mb:g}mb", ssr_mode=False,
+                   prevent_thread_lock=not block, show_error=True, quiet=not block, theme=THEME,
+                   footer_links=["api"])
+    finally:
+        if block:
+            app.close()
+            shutil.rmtree(cache, ignore_errors=True)
     return app

@@ -54,16 +54,31 @@ class BvhMotion:
         return self.skeleton.global_from_local(local)
 
 
+MAX_BVH_BYTES = 1024 * 2 ** 20  # an hour of 120 fps capture of a 100-joint skeleton is about 900 MB
+MAX_BVH_FRAMES = 1_000_000
+
+
 def load_bvh(path: str | Path) -> BvhMotion:
     path = Path(path)
     if not path.is_file():
         raise ConrError("motion file not found", path=path, hint="check the path")
     try:
+        if path.stat().st_size > MAX_BVH_BYTES:
+            raise ConrError(f"BVH file is {path.stat().st_size / 2 ** 20:.0f} MiB, over the limit of "
+                            f"{MAX_BVH_BYTES / 2 ** 20:.0f} MiB", path=path, hint="cut the motion into shorter clips")
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as err:
         raise ConrError(f"cannot read the motion file ({err})", path=path) from None
     lines = text.splitlines()
-    tokens: list[tuple[str, int]] = [(tok, n + 1) for n, line in enumerate(lines) for tok in line.split()]
+    del text
+    # Tokens of the hierarchy and the motion header only: the frames are parsed as one array below
+    # (a token list of a long capture would take gigabytes).
+    header_end = len(lines)
+    for n, line in enumerate(lines):
+        if line.strip().upper().startswith(("FRAME TIME", "FRAMETIME")):
+            header_end = n + 1
+            break
+    tokens: list[tuple[str, int]] = [(tok, n + 1) for n, line in enumerate(lines[:header_end]) for tok in line.split()]
     pos = 0
 
     def fail(msg: str, line: int | None = None) -> ConrError:
@@ -144,20 +159,15 @@ def load_bvh(path: str | Path) -> BvhMotion:
     frame_time = number()
     if frame_time <= 0:
         raise fail("frame time must be positive", ln)
+    if frames > MAX_BVH_FRAMES:
+        raise fail(f"the header announces {frames} frames, over the limit of {MAX_BVH_FRAMES}", ln)
     width = sum(len(c) for c in channels)
-    start_line = tokens[pos][1] if pos < len(tokens) else len(lines) + 1
-    rows = [ln.split() for ln in lines[start_line - 1:] if ln.strip()]
-    if len(rows) < frames:
-        raise ConrError(f"BVH is truncated: header says {frames} frames, found {len(rows)}", path=path,
+    start_line = header_end + 1
+    body = [n for n in range(header_end, len(lines)) if lines[n].strip()][:max(frames, 0)]
+    if len(body) < frames:
+        raise ConrError(f"BVH is truncated: header says {frames} frames, found {len(body)}", path=path,
                         hint="the file was cut short; export or download it again")
-    rows = rows[:frames]
-    for k, r in enumerate(rows):
-        if len(r) != width:
-            raise fail(f"frame {k} has {len(r)} values, expected {width}", start_line + k)
-    try:
-        values = np.array(rows, dtype=np.float64).reshape(frames, width)
-    except ValueError:
-        raise fail("a frame holds something that is not a number") from None
+    values = _frame_values(lines, body, width, fail)
     if not np.isfinite(values).all():
         bad = int(np.argwhere(~np.isfinite(values))[0, 0])
         raise fail(f"frame {bad} holds a value that is not finite (nan or inf)", start_line + bad)
@@ -165,6 +175,28 @@ def load_bvh(path: str | Path) -> BvhMotion:
         raise ConrError("BVH has no frames", path=path, hint="export at least one frame of motion")
     skel = Skeleton.from_offsets(names, parents, torch.tensor(offsets, dtype=torch.float32))
     return BvhMotion(skel, channels, values, frame_time, path)
+
+
+def _frame_values(lines: list[str], rows: list[int], width: int, fail) -> np.ndarray:
+    """(frames, width) float64 from the frame lines `rows`; a row of the wrong length or a value that
+    is not a number is named by its line."""
+    import warnings
+
+    block = "\n".join(lines[n] for n in rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fromstring stops quietly at a bad token
+        values = np.fromstring(block, dtype=np.float64, sep=" ") if block.strip() else np.zeros(0)
+    if values.size == len(rows) * width:
+        return values.reshape(len(rows), width)
+    for k, n in enumerate(rows):  # find the culprit (only on error: slow for long files)
+        parts = lines[n].split()
+        if len(parts) != width:
+            raise fail(f"frame {k} has {len(parts)} values, expected {width}", n + 1)
+        try:
+            [float(p) for p in parts]
+        except ValueError:
+            raise fail("a frame holds something that is not a number", n + 1) from None
+    raise fail("a frame holds something that is not a number")
 
 
 def save_bvh(path: str | Path, skeleton: Skeleton, rotations: Tensor, root_translation: Tensor, fps: float,
