@@ -35,8 +35,8 @@ def make_videos(root: Path) -> dict[str, Path]:
     from skimage.data import astronaut
 
     from conr.engine.synth import synthesize
-    from conr.io import read_frame
-    from conr.video import VideoWriter
+    from conr.files.io import read_frame
+    from conr.files.video import VideoWriter
 
     synthesize(root / "drawn", seed=3, count=1, motion="dance", frames=60, size=512, views=1, targets=True)
     videos = {"drawn": root / "drawn.mp4", "photo": root / "photo.mp4"}
@@ -82,10 +82,10 @@ def accuracy(root: Path, motion: str, seed: int = 3, frames: int = 60) -> dict[s
     from conr.engine.motions import procedural_motion
     from conr.engine.procedural import humanoid_skeleton
     from conr.engine.synth import synthesize
-    from conr.io import read_frame
+    from conr.files.io import read_frame
     from conr.motion.capture import capture
     from conr.motion.landmarks import INDEX, markers
-    from conr.video import VideoWriter
+    from conr.files.video import VideoWriter
 
     synthesize(root / motion, seed=seed, count=1, motion=motion, frames=frames, size=512, views=1, targets=True)
     video = root / f"{motion}.mp4"

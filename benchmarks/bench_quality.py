@@ -71,7 +71,7 @@ def _ablation(model):
 
 
 def _speed(renderer, folder: Path, frames: int = 8) -> float:
-    from conr.pipeline import find_poses
+    from conr.render.pipeline import find_poses
     from conr.training.data import read_data
 
     char = read_data([folder])[0]
@@ -106,10 +106,10 @@ def main() -> int:
 
     import torch
 
-    from conr.pipeline import Renderer
+    from conr.render.pipeline import Renderer
     from conr.training.data import read_data
     from conr.training.evaluate import evaluate_frames
-    from conr.weights import load_model
+    from conr.render.weights import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -69,12 +69,12 @@ def run_one(cfg: dict) -> dict:
     from baseline import render_frame
 
     from conr.models import winograd
-    from conr.pipeline import Renderer
+    from conr.render.pipeline import Renderer
 
     device, batch, impl, precision = cfg["device"], cfg["batch"], cfg["impl"], cfg["precision"]
     frames = cfg["frames"]
     if cfg.get("keep_memory"):
-        from conr.allocator import keep_freed_memory
+        from conr.render.allocator import keep_freed_memory
 
         keep_freed_memory()
     renderer = Renderer(_model("official", device), device=device, precision=precision)
@@ -124,13 +124,13 @@ def run_sequence(cfg: dict) -> dict:
     import numpy as np
     import torch
 
-    from conr.io import atomic_save_npz, atomic_write_png
-    from conr.pipeline import Renderer, find_poses
-    from conr.weights import save_safetensors
+    from conr.files.io import atomic_save_npz, atomic_write_png
+    from conr.render.pipeline import Renderer, find_poses
+    from conr.render.weights import save_safetensors
 
     device, n = cfg["device"], cfg["frames"]
     if cfg.get("keep_memory"):
-        from conr.allocator import keep_freed_memory
+        from conr.render.allocator import keep_freed_memory
 
         keep_freed_memory()
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,7 +221,7 @@ def main() -> None:
             if not cpu:  # the allocator setting and Winograd are CPU-only
                 runs = [r for r in runs if not (r[4] and r[0] == "baseline") and r[0] != "conr-direct"]
             if device == "cpu":
-                from conr.pipeline import _cpu_has_bf16
+                from conr.render.pipeline import _cpu_has_bf16
 
                 runs = [r for r in runs if not (r[1] == 8 and r[2] == "fast")]
                 if not _cpu_has_bf16():

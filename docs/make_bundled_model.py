@@ -29,10 +29,10 @@ def main() -> int:
 
     from conr.engine.styles import HELD_OUT_STYLES, TRAINED_STYLES
     from conr.engine.synth import synthesize
-    from conr.pipeline import Renderer
+    from conr.render.pipeline import Renderer
     from conr.training.data import read_data
     from conr.training.evaluate import evaluate_frames
-    from conr.weights import load_model, save_safetensors, training_meta
+    from conr.render.weights import load_model, save_safetensors, training_meta
 
     model = load_model(args.run)
     meta = training_meta(args.run)

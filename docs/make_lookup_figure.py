@@ -40,9 +40,9 @@ def main() -> int:
         _styles_figure(Path(args.styles_out), args.weights)
 
     from conr.engine.synth import synthesize
-    from conr.io import atomic_write_png, read_rgba
-    from conr.pipeline import PoseSource, Renderer
-    from conr.preprocess import premultiply
+    from conr.files.io import atomic_write_png, read_rgba
+    from conr.render.pipeline import PoseSource, Renderer
+    from conr.render.preprocess import premultiply
     from conr.training.baselines import copy_front
     from conr.training.data import read_data
     from conr.training.evaluate import _frame_sample, _frame_sheet
@@ -85,9 +85,9 @@ def _styles_figure(out: Path, weights: str | None) -> None:
     from conr.commands.parse import udp_picture
     from conr.engine.styles import STYLES
     from conr.engine.synth import synthesize
-    from conr.io import atomic_write_png, read_rgba
-    from conr.pipeline import PoseSource, Renderer
-    from conr.preprocess import premultiply
+    from conr.files.io import atomic_write_png, read_rgba
+    from conr.render.pipeline import PoseSource, Renderer
+    from conr.render.preprocess import premultiply
     from conr.training.baselines import copy_front
     from conr.training.data import read_data
     from conr.training.evaluate import _frame_sample, _frame_sheet
@@ -115,8 +115,8 @@ def _styles_figure(out: Path, weights: str | None) -> None:
 def _demo_figure(out: Path) -> None:
     """`conr demo` as a user runs it: the sheet's front and side views, then six of the frames."""
     from conr.demo import make_demo
-    from conr.io import atomic_write_png, read_frame, read_rgba
-    from conr.preprocess import premultiply
+    from conr.files.io import atomic_write_png, read_frame, read_rgba
+    from conr.render.preprocess import premultiply
 
     with tempfile.TemporaryDirectory() as tmp:
         result = make_demo(Path(tmp) / "demo", device="cpu", progress=False, log=lambda s: None)

@@ -19,8 +19,8 @@ import numpy as np
 from conr.cli import main as conr
 from conr.engine.synth import synthesize
 from conr.engine.udp import udp_picture
-from conr.io import atomic_write_png, read_frame
-from conr.video import VideoWriter
+from conr.files.io import atomic_write_png, read_frame
+from conr.files.video import VideoWriter
 
 FRAMES, SHOWN, TILE = 48, (8, 16, 28, 40), 256
 

@@ -23,7 +23,7 @@ def parity_dir() -> Path:
 def tiny_weights(tmp_path_factory) -> Path:
     """A tiny-preset model with seeded random weights, saved in our format."""
     from conr.models import CoNR, preset
-    from conr.weights import save_safetensors
+    from conr.render.weights import save_safetensors
 
     torch.manual_seed(0)
     model = CoNR(preset("tiny"))

@@ -12,11 +12,11 @@ from safetensors import safe_open
 
 from conr.cli import main
 from conr.engine.synth import synthesize
-from conr.io import read_frame
-from conr.pipeline import Renderer
+from conr.files.io import read_frame
+from conr.render.pipeline import Renderer
 from conr.training.data import read_data
 from conr.training.evaluate import evaluate_frames
-from conr.weights import BUNDLED, load_model
+from conr.render.weights import BUNDLED, load_model
 
 
 def test_the_bundled_file_is_small_and_carries_its_card():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conr.pipeline import Renderer, find_poses
+from conr.render.pipeline import Renderer, find_poses
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")]

@@ -7,7 +7,7 @@ import av
 import numpy as np
 
 from conr.cli import main
-from conr.io import read_frame
+from conr.files.io import read_frame
 
 
 def _decode(path, decoder: str | None = None) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conr.cli import main
-from conr.io import atomic_dir, atomic_save_npz, remove_stale_partials
+from conr.files.io import atomic_dir, atomic_save_npz, remove_stale_partials
 
 
 def _fails(argv: list[str], capsys, needle: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conr.errors import ConrError
-from conr.io import (
+from conr.files.io import (
     MAX_IMAGE_SIDE,
     atomic_dir,
     atomic_write_png,
@@ -25,8 +25,8 @@ from conr.io import (
     natural_sorted,
     read_image_size,
     read_rgba,
-    read_udp,
 )
+from conr.files.udp import read_udp
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -375,7 +375,7 @@ def test_atomic_outputs_get_normal_permissions(tmp_path, umask_022):
         (tmp / "x").write_bytes(b"x")
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
     assert os.umask(0o022) == 0o022, "the umask is restored after reading it"
-    from conr.video import VideoWriter
+    from conr.files.video import VideoWriter
 
     with VideoWriter(tmp_path / "v.webm", fps=10) as writer:
         writer.write(np.zeros((16, 16, 4), np.uint8))

@@ -16,7 +16,7 @@ from conr.engine.synth import synthesize
 from conr.training.data import read_data
 from conr.training.evaluate import evaluate
 from conr.training.loop import TrainConfig, train
-from conr.weights import load_model
+from conr.render.weights import load_model
 
 pytestmark = pytest.mark.slow
 

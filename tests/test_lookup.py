@@ -14,8 +14,8 @@ from conr.errors import ConrError
 from conr.models import CharacterSheet, CoNR, CoNRConfig, preset
 from conr.models.matching import SurfaceIndex
 from conr.models.warp import pixel_grid, sample
-from conr.pipeline import Renderer
-from conr.weights import load_model, save_safetensors
+from conr.render.pipeline import Renderer
+from conr.render.weights import load_model, save_safetensors
 
 
 def _coded_udp(h: int, w: int, visible: torch.Tensor | None = None) -> torch.Tensor:
@@ -230,8 +230,8 @@ def test_temporal_change_counts_only_pixels_whose_body_point_stays_put():
 
 def test_conr_parse_writes_udp_pictures_and_a_point_cloud(data, tmp_path, capsys):
     from conr.cli import main
-    from conr.io import read_frame
-    from conr.udp_files import read_udp
+    from conr.files.io import read_frame
+    from conr.files.udp import read_udp
 
     sheet = data / "char_0000" / "sheet"
     out, ply = tmp_path / "parsed", tmp_path / "sheet.ply"

@@ -9,7 +9,7 @@ import torch
 
 from conr.errors import ConrError
 from conr.models import CoNR, CoNRConfig, preset
-from conr.weights import load_model, read_original, save_safetensors
+from conr.render.weights import load_model, read_original, save_safetensors
 from parity_weights import KEYS
 
 
@@ -91,7 +91,7 @@ def test_safetensors_round_trip_is_exact(tmp_path):
 def test_config_json_beside_the_file_is_used_when_metadata_has_none(tmp_path):
     from safetensors.torch import save_file
 
-    from conr.weights import flatten
+    from conr.render.weights import flatten
 
     model = CoNR(preset("tiny"))
     sds = {p: model.part(p).state_dict() for p in ("udpparsernet", "target_pose_encoder", "shader", "rgbadecodernet")}
@@ -130,7 +130,7 @@ def test_wrong_architecture_names_the_mismatched_keys(tmp_path):
 
 
 def test_missing_and_unexpected_keys_are_named(tmp_path):
-    from conr.weights import check_state_dict
+    from conr.render.weights import check_state_dict
 
     part = CoNR(preset("tiny")).rgbadecodernet
     sd = dict(part.state_dict())

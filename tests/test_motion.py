@@ -227,7 +227,7 @@ def _photo_video(path: Path, frames: int = 10, blank: tuple[int, ...] = ()) -> P
     """A short video made from the photograph: a slow pan, with grey frames where `blank` says."""
     import cv2
 
-    from conr.video import VideoWriter
+    from conr.files.video import VideoWriter
 
     img = _astronaut()
     with VideoWriter(path, fps=10, premultiplied=False) as writer:

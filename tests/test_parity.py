@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from conr.cli import main
-from conr.io import read_rgba, read_udp
-from conr.pipeline import Renderer, find_poses, prepare_pose
-from conr.preprocess import prepare_image, prepare_udp
+from conr.files.io import read_rgba
+from conr.files.udp import read_udp
+from conr.render.pipeline import Renderer, find_poses, prepare_pose
+from conr.render.preprocess import prepare_image, prepare_udp
 from parity_weights import rule_state_dicts, write_original_dir
 
 pytestmark = pytest.mark.slow
@@ -113,7 +114,7 @@ def test_cli_frames_match_original(original_dir, parity_dir, tmp_path, kind, fol
 def test_converted_weights_are_identical(original_dir, tmp_path):
     out = tmp_path / "conr.safetensors"
     assert main(["convert-weights", str(original_dir), str(out)]) == 0
-    from conr.weights import load_model
+    from conr.render.weights import load_model
 
     a, b = load_model(original_dir), load_model(out)
     assert a.cfg == b.cfg

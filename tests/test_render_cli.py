@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conr.cli import main
-from conr.preprocess import prepare_udp
+from conr.render.preprocess import prepare_udp
 
 
 def render(capsys, *args: str) -> tuple[int, str]:
@@ -102,7 +102,7 @@ def test_straight_alpha_output(capsys, sheets, udp_poses, tiny_weights, tmp_path
 
 
 def test_python_api_streams_frames_in_order(sheets, udp_poses, tiny_weights):
-    from conr.pipeline import Renderer, find_poses
+    from conr.render.pipeline import Renderer, find_poses
 
     renderer = Renderer.from_weights(tiny_weights, device="cpu")
     sheet = renderer.load_sheet(sheets)

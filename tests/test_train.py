@@ -34,7 +34,7 @@ from conr.errors import ConrError
 from conr.models import CoNR, preset
 from conr.models.conr import PARTS
 from conr.training.loop import TrainConfig, train
-from conr.weights import flatten, load_model
+from conr.render.weights import flatten, load_model
 
 SIZE = 128
 VIEWS = 2

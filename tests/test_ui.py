@@ -16,9 +16,9 @@ gradio_client = pytest.importorskip("gradio_client", reason="the web UI's extra 
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from conr.io import read_frame  # noqa: E402
-from conr.pipeline import Renderer, find_poses  # noqa: E402
-from conr.uploads import UploadLimits  # noqa: E402
+from conr.files.io import read_frame  # noqa: E402
+from conr.render.pipeline import Renderer, find_poses  # noqa: E402
+from conr.files.uploads import UploadLimits  # noqa: E402
 
 FRAMES = 2
 MAX_FRAMES = 6
@@ -197,7 +197,7 @@ def test_a_3d_model_and_a_motion_make_the_poses(server, characters, tmp_path):
 
 
 def _png_bytes(h: int = 8, w: int = 8, alpha: int = 255) -> bytes:
-    from conr.io import encode_png
+    from conr.files.io import encode_png
 
     img = np.full((h, w, 4), 200, np.uint8)
     img[..., 3] = alpha

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conr.errors import ConrError
-from conr.uploads import Upload, UploadLimits, _copy_counted, _Planned, take_uploads
+from conr.files.uploads import Upload, UploadLimits, _copy_counted, _Planned, take_uploads
 
 POSES = {".npz", ".exr", ".png", ".zip"}
 TINY = UploadLimits(max_files=5, max_file_mb=1000 / 2**20, max_total_mb=2500 / 2**20, max_members=8)

@@ -6,9 +6,9 @@ import av
 import numpy as np
 import pytest
 
-import conr.video as video
+import conr.files.video as video
 from conr.errors import ConrError
-from conr.video import VideoWriter, parse_color, unpremultiply
+from conr.files.video import VideoWriter, parse_color, unpremultiply
 
 H, W, N = 48, 64, 6
 RED_AT, BLUE_AT, HALF_AT, CLEAR_AT = (16, 16), (36, 48), (8, 48), (2, 2)  # (y, x) probes

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from conr.io import atomic_dir, check_new_dir
+from conr.files.io import atomic_dir, check_new_dir
 
 # Seeds 900000 and above are never trained on: the demo shows a character the model has not seen.
 DEFAULT_SEED = 900001
@@ -34,9 +34,9 @@ def make_demo(out: str | Path, seed: int = DEFAULT_SEED, frames: int = 48, fps: 
     from tqdm import tqdm
 
     from conr.engine.synth import synthesize
-    from conr.outputs import encode_videos, render_to_folder
-    from conr.pipeline import Renderer, find_poses
-    from conr.weights import BUNDLED
+    from conr.render.outputs import encode_videos, render_to_folder
+    from conr.render.pipeline import Renderer, find_poses
+    from conr.render.weights import BUNDLED
 
     out = Path(out)
     check_new_dir(out, overwrite)

@@ -517,7 +517,8 @@ def test_eight_influences_keep_the_four_heaviest(tmp_path) -> None:
 
 
 def test_poses_output_is_what_conr_render_reads(glb, tmp_path) -> None:
-    from conr.io import UDP_EXTS, list_inputs, read_udp
+    from conr.files.io import list_inputs
+    from conr.files.udp import UDP_EXTS, read_udp
 
     out = tmp_path / "o"
     assert main(["poses", str(glb), "dance", "-o", str(out), "--size", "32", "--frames", "0:3", "--preview"]) == 0

@@ -174,7 +174,8 @@ def test_thread_count_is_validated(tmp_path: Path, capsys) -> None:
 
 
 def test_synth_sheets_and_udp_pass_conr_render_readers(tmp_path: Path) -> None:
-    from conr.io import UDP_EXTS, list_inputs, read_rgba, read_udp
+    from conr.files.io import list_inputs, read_rgba
+    from conr.files.udp import UDP_EXTS, read_udp
 
     out = tmp_path / "data"
     assert _run_synth(out) == 0

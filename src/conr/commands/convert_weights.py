@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from conr.io import atomic_write_bytes
-    from conr.weights import convert_original
+    from conr.files.io import atomic_write_bytes
+    from conr.render.weights import convert_original
 
     out = Path(args.out)
     if out.suffix != ".safetensors":

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from conr.io import atomic_write_bytes
+    from conr.files.io import atomic_write_bytes
     from conr.training.data import read_data
     from conr.training.evaluate import evaluate, format_table
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     characters = read_data(args.data)  # before loading weights: a wrong folder is the quicker mistake
     model, device = None, "cpu"
     if not args.no_model:
-        from conr.pipeline import Renderer
+        from conr.render.pipeline import Renderer
 
         renderer = Renderer.from_weights(args.weights, device=args.device)
         model, device = renderer.model, renderer.device

@@ -57,8 +57,8 @@ def point_cloud(images: list[np.ndarray], udps: list[np.ndarray]) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    from conr.io import atomic_dir, atomic_save_npz, atomic_write_bytes, atomic_write_png, check_new_dir, read_rgba
-    from conr.pipeline import Renderer, find_sheets
+    from conr.files.io import atomic_dir, atomic_save_npz, atomic_write_bytes, atomic_write_png, check_new_dir, read_rgba
+    from conr.render.pipeline import Renderer, find_sheets
 
     paths = find_sheets(args.inputs[0] if len(args.inputs) == 1 else args.inputs)
     out = Path(args.out)

@@ -58,10 +58,10 @@ def _one_or_list(values: list[str]) -> str | list[str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from conr.allocator import keep_freed_memory
-    from conr.outputs import encode_videos, render_to_folder, staged_frames
-    from conr.pipeline import Renderer, find_poses, find_sheets, resolve_device
-    from conr.video import parse_color
+    from conr.render.allocator import keep_freed_memory
+    from conr.render.outputs import encode_videos, render_to_folder, staged_frames
+    from conr.render.pipeline import Renderer, find_poses, find_sheets, resolve_device
+    from conr.files.video import parse_color
 
     out = Path(args.out)
     video = Path(args.video) if args.video else None
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if resolve_device(args.device).type == "cpu":
         keep_freed_memory()
     if args.weights is None:
-        from conr.weights import BUNDLED
+        from conr.render.weights import BUNDLED
 
         print(f"weights: the bundled model ({BUNDLED.name}); pass --weights for others", file=sys.stderr)
     renderer = Renderer.from_weights(args.weights, device=args.device, precision=args.precision, size=args.size)

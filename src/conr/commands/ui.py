@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                             hint="pip install -e '.[ui]' (the README's set-up installs it)") from None
         raise
     from conr.ui.service import RenderService, UILimits
-    from conr.uploads import UploadLimits
+    from conr.files.uploads import UploadLimits
 
     for name in ("concurrency", "max_frames", "max_files"):
         if getattr(args, name) < 1:

@@ -33,10 +33,10 @@ from conr.engine.scene import (SHEET_YAWS, camera_dict, cameras_from_file, frame
 from conr.engine.skeleton import Skeleton
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
-from conr.io import atomic_dir, atomic_write_bytes, check_new_dir
+from conr.files.io import atomic_dir, atomic_write_bytes, check_new_dir
 
 PROCEDURAL_NAMES = tuple(PROCEDURAL) + ("random",)
-MAX_SIZE = 8192  # the largest frame conr.io reads back
+MAX_SIZE = 8192  # the largest frame conr.files.io reads back
 
 
 @dataclass

@@ -15,7 +15,7 @@ from conr.engine.motions import Motion
 from conr.engine.renderer import CelStyle, render_rgba, render_udp, to_uint8
 from conr.engine.skinning import SkinnedMesh
 from conr.engine.udp import UDPNormalizer
-from conr.io import atomic_save_npz, atomic_write_png
+from conr.files.io import atomic_save_npz, atomic_write_png
 
 
 def pose_sequence(mesh: SkinnedMesh, rotations: Tensor, root_translation: Tensor) -> Tensor:

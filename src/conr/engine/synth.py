@@ -28,7 +28,7 @@ from conr.engine.renderer import CelStyle
 from conr.engine.styles import STYLES, draw_style
 from conr.engine.udp import UDPNormalizer
 from conr.errors import ConrError
-from conr.io import atomic_dir, atomic_write_bytes, check_new_dir
+from conr.files.io import atomic_dir, atomic_write_bytes, check_new_dir
 
 MOTIONS = ("walk", "wave", "dance", "random", "stand")
 SHEET_POSES = ("a", "t", "posed")

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from conr.errors import ConrError
-from conr.io import MAX_IMAGE_SIDE
+from conr.files.io import MAX_IMAGE_SIDE
 from conr.motion.landmarks import NAMES, from_mediapipe_world
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".gif")

@@ -20,9 +20,9 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 
 from conr.errors import ConrError
-from conr.io import atomic_dir, atomic_write_bytes
+from conr.files.io import atomic_dir, atomic_write_bytes
 from conr.models import CoNR
-from conr.weights import read_safetensors, save_safetensors
+from conr.render.weights import read_safetensors, save_safetensors
 
 KEEP = 2  # checkpoint folders kept
 

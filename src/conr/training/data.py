@@ -1,7 +1,7 @@
 """Training samples from the folders conr writes: `conr synth` and `conr poses --sheet N --rgba`.
 
 A sample is one target pose of one character with a subset of that character's sheet views, all
-cut and resized to the network size exactly as rendering does (`conr.preprocess`); training draws
+cut and resized to the network size exactly as rendering does (`conr.render.preprocess`); training draws
 random crops around the same boxes. Tensors (S = network size, V = views):
 
     sheet_rgb (V, 3, S, S)  premultiplied RGB      sheet_alpha (V, 1, S, S)
@@ -26,9 +26,9 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from conr.errors import ConrError
-from conr.io import read_png_header, read_rgba
-from conr.udp_files import read_udp
-from conr.preprocess import Crop, prepare_image, prepare_udp, premultiply, apply_crop, square_crop, to_unit
+from conr.files.io import read_png_header, read_rgba
+from conr.files.udp import read_udp
+from conr.render.preprocess import Crop, prepare_image, prepare_udp, premultiply, apply_crop, square_crop, to_unit
 from conr.training.augment import Photometric
 from conr.training.correspondence import correspondence_flow
 

@@ -158,15 +158,15 @@ def format_table(result: dict) -> str:
 
 
 def _udp_tensor(path) -> torch.Tensor:
-    from conr.udp_files import read_udp
+    from conr.files.udp import read_udp
 
     return torch.from_numpy(np.ascontiguousarray(read_udp(path).transpose(2, 0, 1)))
 
 
 def _frame_sheet(char: Character, views: int) -> dict[str, torch.Tensor]:
     """The sheet part of a frame-size sample (read once per character): images and exact UDP, no crop."""
-    from conr.io import read_rgba
-    from conr.preprocess import premultiply, to_unit
+    from conr.files.io import read_rgba
+    from conr.render.preprocess import premultiply, to_unit
 
     sheet = torch.stack([to_unit(premultiply(read_rgba(img))) for img, _ in char.sheet[:views]])
     return {"sheet_rgb": sheet[:, :3], "sheet_alpha": sheet[:, 3:4],
@@ -175,8 +175,8 @@ def _frame_sheet(char: Character, views: int) -> dict[str, torch.Tensor]:
 
 def _frame_sample(sheet: dict[str, torch.Tensor], char: Character, frame: int) -> dict[str, torch.Tensor]:
     """A sample at the frames' own size, with no crop: what the baselines see beside `conr render`."""
-    from conr.io import read_rgba
-    from conr.preprocess import premultiply, to_unit
+    from conr.files.io import read_rgba
+    from conr.render.preprocess import premultiply, to_unit
 
     udp_path, rgba_path = char.frames[frame]
     target_udp = _udp_tensor(udp_path)
@@ -190,7 +190,7 @@ def _frame_sample(sheet: dict[str, torch.Tensor], char: Character, frame: int) -
 def evaluate_frames(renderer, characters: Sequence[Character], views: int | None = None,
                     baselines: Sequence[str] = ("copy", "udp_nn"), max_frames: int | None = None,
                     progress: bool = True, images: bool = False, stability: bool = False) -> dict:
-    """What a user gets: every target frame rendered by `renderer` (a conr.pipeline.Renderer, as
+    """What a user gets: every target frame rendered by `renderer` (a conr.render.pipeline.Renderer, as
     `conr render` runs it) from the character's sheet images and UDP frames, compared with the
     ground truth at the frames' own size, beside baselines drawn at the same size. With `stability`
     (the frames are a motion, not independent poses), also their temporal stability: the colour change
@@ -203,7 +203,7 @@ def evaluate_frames(renderer, characters: Sequence[Character], views: int | None
     "parser": {"sheet_udp_l1", "sheet_visibility_iou", "udp_l1", "visibility_iou"} (with `images`)}."""
     from tqdm import tqdm
 
-    from conr.pipeline import PoseSource
+    from conr.render.pipeline import PoseSource
     from conr.training.metrics import temporal_change
 
     views = views or min(len(c.sheet) for c in characters)
@@ -283,9 +283,9 @@ def evaluate_frames(renderer, characters: Sequence[Character], views: int | None
 def _sheet_parser_metrics(renderer, char: Character, views: int) -> dict[str, list[float]]:
     """The UDP parser on the sheet views, in the crops rendering reads them at (what the lookup family
     matches through): XYZ L1 where visible and visibility IoU, one value per view."""
-    from conr.io import read_rgba
-    from conr.preprocess import prepare_image, prepare_udp
-    from conr.udp_files import read_udp
+    from conr.files.io import read_rgba
+    from conr.render.preprocess import prepare_image, prepare_udp
+    from conr.files.udp import read_udp
 
     imgs = [read_rgba(img) for img, _ in char.sheet[:views]]
     size = renderer.sheet_size(imgs)

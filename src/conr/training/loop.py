@@ -33,7 +33,7 @@ from conr.training.data import CropJitter, SampleKey, SampleSet, StepSampler, ch
 from conr.training.losses import LossWeights, training_loss
 from conr.training.monitor import MetricsLog, write_grid
 from conr.training.step import forward
-from conr.weights import RUN_WEIGHTS
+from conr.render.weights import RUN_WEIGHTS
 
 RUN_FILE = "run.json"
 
@@ -154,7 +154,7 @@ def trainable(model: CoNR, stage: str = "all") -> list[nn.Parameter]:
 
 def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> None:
     """Start from the parts of `path` (any weights `--weights` takes) that fit this architecture."""
-    from conr.weights import load_model, training_meta
+    from conr.render.weights import load_model, training_meta
 
     source = load_model(path)
     # A run that trained the parser alone holds an untrained shader: only its parser is worth taking.

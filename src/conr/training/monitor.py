@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from conr.io import atomic_write_bytes, atomic_write_png
+from conr.files.io import atomic_write_bytes, atomic_write_png
 from conr.training.metrics import over_white
 
 CSV_NAME = "metrics.csv"

@@ -1,8 +1,8 @@
 """The web UI's work, apart from its widgets: one request from uploaded files to downloadable results.
 
-Every step is a library function the CLI uses too: `conr.uploads` takes the visitor's files,
+Every step is a library function the CLI uses too: `conr.files.uploads` takes the visitor's files,
 `conr synth`'s `synthesize` makes the demo character, `conr poses`' `make_poses` turns a 3D model
-and a motion into UDP frames, `Renderer` renders and `conr.outputs` writes frames, videos and zips.
+and a motion into UDP frames, `Renderer` renders and `conr.render.outputs` writes frames, videos and zips.
 
 Each request works in its own temporary folder under the service's `workdir`, removed when the
 request ends, whatever happens; files a visitor sends are copied there under names we choose.
@@ -26,8 +26,8 @@ import numpy as np
 from conr.demo import DEFAULT_SEED as DEMO_SEED
 from conr.errors import ConrError
 from conr.motion.estimator import VIDEO_SUFFIXES
-from conr.pipeline import PoseSource, Renderer, find_poses, resolve_device
-from conr.uploads import Upload, UploadLimits, take_uploads
+from conr.render.pipeline import PoseSource, Renderer, find_poses, resolve_device
+from conr.files.uploads import Upload, UploadLimits, take_uploads
 
 # Uploaded pose frames; a 3D model in a motion; the demo character's own body in a motion.
 POSE_SOURCES = ("frames", "model", "demo")
@@ -131,7 +131,7 @@ class RenderService:
     def __init__(self, weights: str | None = None, device: str = "auto", limits: UILimits | None = None,
                  workdir: str | Path | None = None, per_device: int = 1):
         """`per_device`: renders at the same time on one device; more wait for their turn."""
-        from conr.weights import load_model
+        from conr.render.weights import load_model
 
         self.weights = weights
         self.default_device = str(resolve_device(device))
@@ -191,7 +191,7 @@ class RenderService:
 
     def sheet_images(self, files: Sequence[str], seed: int) -> list[tuple[np.ndarray, str]]:
         """The sheet as the visitor should see it (RGBA, with names), checked as rendering checks it."""
-        from conr.io import read_rgba
+        from conr.files.io import read_rgba
 
         with self._request() as r:
             return [(read_rgba(v.path), v.name) for v in self.sheet(r, files, seed)]
@@ -306,9 +306,9 @@ class RenderService:
 
     def render(self, req: RenderRequest, out: Path, progress: Progress = lambda f, s: None) -> RenderResult:
         """Render a request; the downloads land in `out` (a folder the caller serves and cleans)."""
-        from conr.io import atomic_write_bytes, read_rgba
-        from conr.outputs import encode_videos, render_to_folder, zip_files
-        from conr.video import parse_color
+        from conr.files.io import atomic_write_bytes, read_rgba
+        from conr.render.outputs import encode_videos, render_to_folder, zip_files
+        from conr.files.video import parse_color
 
         background = parse_color(req.background)
         if req.precision not in ("fp32", "fast"):

@@ -27,6 +27,13 @@ class Model:
     rig: MmdRig | None = None  # PMX models: IK chains and inherited rotation
 
 
+def _checked(model: Model) -> Model:
+    if model.mesh.num_faces > MAX_TRIANGLES:
+        raise ConrError(f"the model has {model.mesh.num_faces:,} triangles, over the limit of {MAX_TRIANGLES:,}",
+                        path=model.path, hint="decimate it (Blender: Decimate modifier) to a few hundred thousand")
+    return model
+
+
 # A texture or buffer beside a model file; larger ones are treated as missing.
 MAX_SIDE_FILE_BYTES = 512 * 1024 * 1024
 
@@ -45,20 +52,28 @@ def side_file(model_path: Path, name: str) -> Path | None:
     return f
 
 
+# Larger models than anyone animates for a sheet: beyond these, reading and rasterising run away.
+MAX_MODEL_BYTES = 2 * 1024 ** 3
+MAX_TRIANGLES = 5_000_000
+
+
 def load_model(path: str | Path) -> Model:
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
         raise ConrError("model file not found", path=path, hint="check the path")
+    if path.is_file() and path.stat().st_size > MAX_MODEL_BYTES:
+        raise ConrError(f"model file is {path.stat().st_size / 2 ** 30:.1f} GiB, over the limit of "
+                        f"{MAX_MODEL_BYTES / 2 ** 30:.0f} GiB", path=path, hint="decimate the model or strip unused data")
     if suffix in (".glb", ".gltf", ".vrm"):
         from conr.engine.formats.gltf import load_gltf
 
         g = load_gltf(path)
-        return Model(g.mesh, g.humanoid, g.animations, path, g.warnings)
+        return _checked(Model(g.mesh, g.humanoid, g.animations, path, g.warnings))
     if suffix == ".pmx":
         from conr.engine.formats.pmx import load_pmx
 
         mesh, humanoid, rig, warnings = load_pmx(path)
-        return Model(mesh, humanoid, [], path, warnings, rig)
+        return _checked(Model(mesh, humanoid, [], path, warnings, rig))
     raise ConrError(f"unsupported model format {suffix or '(no extension)'!r}", path=path,
                     hint=f"use one of {', '.join(MODEL_SUFFIXES)}")

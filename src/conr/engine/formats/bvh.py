@@ -14,7 +14,7 @@ from torch import Tensor
 from conr.engine.skeleton import Skeleton
 from conr.engine.transforms import axis_rotation, matrix_to_euler
 from conr.errors import ConrError
-from conr.io import atomic_write_bytes
+from conr.files.io import atomic_write_bytes
 
 _ROT = {"xrotation": "X", "yrotation": "Y", "zrotation": "Z"}
 _POS = {"xposition": 0, "yposition": 1, "zposition": 2}

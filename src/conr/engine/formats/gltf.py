@@ -197,7 +197,7 @@ def decode_rgba(raw: bytes) -> np.ndarray | None:
     """PNG/JPEG/BMP/TGA bytes -> (H, W, 4) float RGBA in [0, 1] (alpha 1 when the image has none), or None."""
     import cv2
 
-    from conr.io import MAX_IMAGE_SIDE, header_size
+    from conr.files.io import MAX_IMAGE_SIDE, header_size
 
     size = header_size(raw)
     if size is not None and max(size) > MAX_IMAGE_SIDE:

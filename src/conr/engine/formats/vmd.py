@@ -105,10 +105,16 @@ def _curves(interp: bytes) -> np.ndarray:
     return np.stack([b[[i, i + 4, i + 8, i + 12]] for i in range(4)]) / 127.0
 
 
+MAX_VMD_BYTES = 512 * 2 ** 20  # 111 bytes a bone key: about 4.8 million keys
+
+
 def load_vmd(path: str | Path) -> VmdMotion:
     path = Path(path)
     if not path.is_file():
         raise ConrError("motion file not found", path=path, hint="check the path")
+    if path.stat().st_size > MAX_VMD_BYTES:
+        raise ConrError(f"VMD file is {path.stat().st_size / 2 ** 20:.0f} MiB, over the limit of "
+                        f"{MAX_VMD_BYTES / 2 ** 20:.0f} MiB", path=path, hint="cut the motion into shorter clips")
     data = path.read_bytes()
     head = data[:30]
     if head.startswith(b"Vocaloid Motion Data 0002"):

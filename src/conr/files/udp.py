@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from conr.errors import ConrError
-from conr.io import MAX_IMAGE_SIDE, _check_size, _decode, _read_bytes
+from conr.files.io import MAX_IMAGE_SIDE, check_image_size, decode_image, read_bytes
 
 UDP_EXTS = {".npz", ".exr", ".png"}
 
@@ -98,7 +98,7 @@ def _load_exr(path: Path) -> np.ndarray:
     try:
         with OpenEXR.File(str(path), header_only=True) as f:
             (x0, y0), (x1, y1) = f.header()["dataWindow"]
-        _check_size(int(y1 - y0 + 1), int(x1 - x0 + 1), path)
+        check_image_size(int(y1 - y0 + 1), int(x1 - x0 + 1), path)
         with OpenEXR.File(str(path), separate_channels=True) as f:
             channels = {name: ch.pixels for name, ch in f.channels().items()}
     except ConrError:
@@ -114,8 +114,8 @@ def _load_exr(path: Path) -> np.ndarray:
 
 
 def _load_udp_png(path: Path) -> np.ndarray:
-    _, data = _read_bytes(path, "pose")
-    img = _decode(data, path, "pose")
+    _, data = read_bytes(path, "pose")
+    img = decode_image(data, path, "pose")
     colour_type = data[25] if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 else 6
     if colour_type != 6:  # OpenCV widens grey, grey + alpha and RGB PNGs to four channels
         kinds = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale + alpha"}
@@ -155,7 +155,7 @@ def _check_udp(arr: np.ndarray, path: Path) -> np.ndarray:
     h, w = arr.shape[:2]
     if h < 2 or w < 2:
         raise ConrError(f"UDP frame is {w}x{h} pixels; it must be at least 2x2", path=path)
-    _check_size(h, w, path)
+    check_image_size(h, w, path)
     arr = arr.astype(np.float32)
     bad = int(np.count_nonzero(~np.isfinite(arr)))
     if bad:

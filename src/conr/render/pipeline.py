@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from conr.errors import ConrError
-from conr.io import list_inputs, read_rgba
-from conr.udp_files import UDP_EXTS, read_udp
+from conr.files.io import list_inputs, read_rgba
+from conr.files.udp import UDP_EXTS, read_udp
 from conr.models import CharacterSheet, CoNR
-from conr.preprocess import (Crop, PreparedImage, PreparedUDP, prepare_image, prepare_udp, square_crop, to_uint8,
+from conr.render.preprocess import (Crop, PreparedImage, PreparedUDP, prepare_image, prepare_udp, square_crop, to_uint8,
                              uncrop)
 
 PoseKind = Literal["udp", "image"]
@@ -177,8 +177,8 @@ class Renderer:
 
     @classmethod
     def from_weights(cls, path: str | Path | None = None, device: str | torch.device = "auto", **kw) -> "Renderer":
-        """The model of `path` (see conr.weights.load_model), or the bundled one when it is None."""
-        from conr.weights import load_model
+        """The model of `path` (see conr.render.weights.load_model), or the bundled one when it is None."""
+        from conr.render.weights import load_model
 
         return cls(load_model(path), device=device, **kw)
 

@@ -19,7 +19,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from conr.errors import ConrError
-from conr.io import atomic_write_bytes
+from conr.files.io import atomic_write_bytes
 from conr.models import CoNR, CoNRConfig, preset
 from conr.models.conr import LOOKUP_PARTS, PARTS
 
@@ -162,7 +162,7 @@ def read_safetensors(path: str | Path) -> tuple[CoNRConfig, StateDicts]:
 
 RUN_WEIGHTS = "model.safetensors"
 # The model that ships inside the package (trained by `conr train`; its card is in the file's metadata).
-BUNDLED = Path(__file__).parent / "assets" / "conr-lookup.safetensors"
+BUNDLED = Path(__file__).parent.parent / "assets" / "conr-lookup.safetensors"
 
 
 def training_meta(path: str | Path) -> dict:

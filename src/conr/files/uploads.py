@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Collection, Sequence
 
 from conr.errors import ConrError
-from conr.io import natural_key
+from conr.files.io import natural_key
 
 _MB = 1024 * 1024
 _CHUNK = 1024 * 1024

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from conr.errors import ConrError
-from conr.io import make_readable, remove_stale_partials
+from conr.files.io import make_readable, remove_stale_partials
 
 _NAMED_COLORS = {
     "white": (255, 255, 255),

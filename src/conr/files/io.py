@@ -133,13 +133,13 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _check_size(h: int, w: int, path: Path) -> None:
+def check_image_size(h: int, w: int, path: Path) -> None:
     if max(h, w) > MAX_IMAGE_SIDE or h * w > MAX_IMAGE_SIDE * MAX_IMAGE_SIDE:
         raise ConrError(f"image is {w}x{h} pixels, over the limit of {MAX_IMAGE_SIDE} pixels a side",
                         path=path, hint=f"scale it down so that no side exceeds {MAX_IMAGE_SIDE} pixels")
 
 
-def _read_bytes(path: str | Path, what: str) -> tuple[Path, bytes]:
+def read_bytes(path: str | Path, what: str) -> tuple[Path, bytes]:
     path = Path(path)
     if not path.is_file():
         raise ConrError(f"{what} file does not exist" if not path.exists() else f"{what} path is not a file",
@@ -170,7 +170,7 @@ def _check_png_complete(data: bytes, path: Path) -> None:
 def read_png_header(path: str | Path, what: str = "image") -> tuple[int, int, int]:
     """(height, width, colour type) of a PNG, from its header, once its end marker shows the file is
     whole; no pixel is decoded."""
-    path, data = _read_bytes(path, what)
+    path, data = read_bytes(path, what)
     size = header_size(data) if data[:8] == _PNG_SIG and len(data) > 25 else None
     if size is None:
         raise ConrError(f"{what} is not a PNG file", path=path, hint="save it as a PNG")
@@ -184,7 +184,7 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
     PNG, JPEG, GIF, BMP and WebP headers are parsed directly; other formats (TIFF, AVIF...)
     are decoded, which OpenCV itself bounds at 2**30 pixels.
     """
-    path, data = _read_bytes(path, "image")
+    path, data = read_bytes(path, "image")
     size = header_size(data)
     if size is None:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -194,18 +194,18 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def _decode(data: bytes, path: Path, what: str) -> np.ndarray:
+def decode_image(data: bytes, path: Path, what: str) -> np.ndarray:
     """Decode with OpenCV after the size and truncation guards; BGR(A) order, as OpenCV gives it."""
     size = header_size(data)
     if size is not None:
-        _check_size(*size, path)  # before decoding: a tiny file can claim a huge image
+        check_image_size(*size, path)  # before decoding: a tiny file can claim a huge image
     _check_png_complete(data, path)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ConrError(f"cannot decode this {what} image: not an image, unsupported, truncated or corrupt",
                         path=path, hint="open it in an image editor and save it again as PNG")
     if size is None:
-        _check_size(*img.shape[:2], path)
+        check_image_size(*img.shape[:2], path)
     return img
 
 
@@ -214,8 +214,8 @@ def _decode(data: bytes, path: Path, what: str) -> np.ndarray:
 
 def read_rgba(path: str | Path, what: str = "character sheet") -> np.ndarray:
     """A cut-out RGBA image as (H, W, 4) uint8, channels R, G, B, A (straight alpha)."""
-    path, data = _read_bytes(path, what)
-    img = _decode(data, path, what)
+    path, data = read_bytes(path, what)
+    img = decode_image(data, path, what)
     if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
         img = np.concatenate([img[..., :1]] * 3 + [img[..., 1:]], axis=2)
     if img.ndim != 3 or img.shape[2] != 4:
@@ -241,8 +241,8 @@ def read_rgba(path: str | Path, what: str = "character sheet") -> np.ndarray:
 
 def read_frame(path: str | Path) -> np.ndarray:
     """A frame this program wrote (RGBA PNG), as (H, W, 4) uint8, without the sheet checks."""
-    path, data = _read_bytes(path, "frame")
-    img = _decode(data, path, "frame")
+    path, data = read_bytes(path, "frame")
+    img = decode_image(data, path, "frame")
     if img.ndim != 3 or img.shape[2] != 4 or img.dtype != np.uint8:
         raise ConrError("frame is not an 8-bit RGBA PNG", path=path, hint="render it again with --overwrite")
     return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
@@ -398,19 +398,15 @@ def atomic_save_npz(path: str | Path, compressed: bool = True, **arrays: np.ndar
 
 
 # UDP frames have their own module; they are read from here too.
-from conr.udp_files import UDP_EXTS, read_udp  # noqa: E402
-
 __all__ = [
     "ConrError",
     "MAX_IMAGE_SIDE",
-    "UDP_EXTS",
     "list_inputs",
     "natural_key",
     "natural_sorted",
     "read_image_size",
     "read_png_header",
     "read_rgba",
-    "read_udp",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_png",

@@ -15,10 +15,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
-from conr.io import atomic_path, atomic_save_npz, atomic_write_png, read_frame, remove_stale_partials
+from conr.files.io import atomic_path, atomic_save_npz, atomic_write_png, read_frame, remove_stale_partials
 from conr.models import CharacterSheet
-from conr.pipeline import PoseSource, Renderer
-from conr.video import VideoWriter, unpremultiply
+from conr.render.pipeline import PoseSource, Renderer
+from conr.files.video import VideoWriter, unpremultiply
 
 Alpha = Literal["premultiplied", "straight"]
 
