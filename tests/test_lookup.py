@@ -261,7 +261,7 @@ def test_conr_parse_writes_udp_pictures_and_a_point_cloud(data, tmp_path, capsys
     ("--batch-size", "0", "--batch-size 0: must be at least 1"),
     ("--lr", "nan", "--lr nan: must be from"),
     ("--lr", "-1", "--lr -1.0: must be from"),
-    ("--loss-flow", "-2", "--loss-flow -2.0: must be a finite weight"),
+    ("--loss-flow", "-2", "argument --loss-flow: -2 is out of range (at least 0)"),
 ])
 def test_out_of_range_training_options_are_refused_before_anything_is_made(data, tmp_path, option, value, message):
     code, err = _train(data, tmp_path / "run", "--stage", "shader", "--size", "96", option, value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch  # noqa: E402
 
 from conr.demo import DEFAULT_SEED as DEMO_SEED  # noqa: E402
 from conr.errors import ConrError  # noqa: E402
+from conr.files.io import remove_stale_partials  # noqa: E402
 from conr.ui.service import MOTIONS, RenderRequest, RenderService  # noqa: E402
 
 SIZES = (128, 256, 384, 512)
@@ -162,11 +164,14 @@ def serve(service: RenderService, host: str = "127.0.0.1", port: int = 7860, max
           block: bool = True) -> gr.Blocks:
     """Start the server; with `block=False` return at once (tests), else serve until Ctrl-C or SIGTERM.
 
-    Uploads (refused past `max_file_mb` as they arrive) and results live in the service's own cache
-    folder, emptied when the server starts and when it stops, so nothing stays behind."""
-    cache = service.workdir / "gradio-cache"
-    shutil.rmtree(cache, ignore_errors=True)
-    cache.mkdir(parents=True)
+    Uploads (refused past `max_file_mb` as they arrive) and results live in this server's own cache
+    folder beside the service's workdir, removed when it stops (and, after a kill -9, when the next
+    server starts), so nothing stays behind."""
+    # One cache per server process, beside the requests' workdir; those of servers that no longer run
+    # are removed.
+    base = service.workdir.parent / f"{service.workdir.name}-cache"
+    remove_stale_partials(base)
+    cache = Path(tempfile.mkdtemp(prefix=f".{base.name}.{os.getpid()}-", suffix=".partial", dir=base.parent))
     os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read by Gradio when the server starts
     app = build_app(service)
     try:
