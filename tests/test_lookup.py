@@ -12,7 +12,7 @@ import torch
 
 from conr.errors import ConrError
 from conr.models import CharacterSheet, CoNR, CoNRConfig, preset
-from conr.models.matching import SurfaceIndex
+from conr.models.matching import SurfaceIndex, inner_surface
 from conr.models.warp import pixel_grid, sample
 from conr.render.pipeline import Renderer
 from conr.render.weights import load_model, save_safetensors
@@ -24,6 +24,17 @@ def _coded_udp(h: int, w: int, visible: torch.Tensor | None = None) -> torch.Ten
     vis = torch.ones(1, h, w) if visible is None else visible.float()[None]
     xyz = torch.cat([grid[0:1] / w, grid[1:2] / h, torch.full((1, h, w), 0.5)])
     return torch.cat([xyz * vis, vis])
+
+
+def test_matching_skips_a_band_along_each_views_silhouette():
+    udp = torch.zeros(2, 4, 100, 100)
+    udp[0, :, 20:80, 30:70] = torch.tensor([0.3, 0.5, 0.7, 1.0])[:, None, None]  # a 60 x 40 figure
+    udp[1, :, 50:52, 50:52] = torch.tensor([0.3, 0.5, 0.7, 1.0])[:, None, None]  # a 2 x 2 speck
+    inner = inner_surface(udp, margin=0.03)  # 3 px of a 100 px view
+    assert inner[0, 3].sum() == 54 * 34 and inner[0, 3, 23:77, 33:67].all()
+    assert torch.equal(inner[0, :3, 40, 50], udp[0, :3, 40, 50]) and inner[0, :, 21, 50].abs().sum() == 0
+    assert torch.equal(inner[1], udp[1])  # eroding would leave nothing: the view keeps its pixels
+    assert torch.equal(inner_surface(udp, margin=0.0), udp)
 
 
 def test_matching_finds_the_pixel_that_shows_the_same_point():

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from conr.models.config import CoNRConfig
 from conr.models.lookup_shader import LookupShader
-from conr.models.matching import SurfaceIndex
+from conr.models.matching import SurfaceIndex, inner_surface
 from conr.models.rgba_decoder import RGBADecoder
 from conr.models.shader import CINNShader
 from conr.models.target_pose_encoder import TargetPoseEncoder
@@ -89,7 +89,8 @@ class CoNR(nn.Module):
             # Only what the sheet really shows can be copied: the parser's visibility within the alpha.
             vis = torch.minimum(udp[:, 3:4], masks)
             udp = torch.cat([udp[:, :3] * (vis > 0.5), vis], 1)
-            return CharacterSheet(torch.cat([images, masks], 1).unsqueeze(0), [], udp, SurfaceIndex(udp))
+            index = SurfaceIndex(inner_surface(udp, self.cfg.lookup.edge_margin))
+            return CharacterSheet(torch.cat([images, masks], 1).unsqueeze(0), [], udp, index)
         udp, feats = self.udpparsernet(images, decode=with_udp)
         reference = torch.cat([masks * images, masks], dim=1).unsqueeze(0)
         return CharacterSheet(reference, [f.unsqueeze(0) for f in feats], udp)

@@ -11,10 +11,25 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.spatial import cKDTree
 from torch import Tensor
 
 VISIBLE = 0.5  # a UDP pixel is visible where its visibility channel is above this
+
+
+def inner_surface(udp: Tensor, margin: float, keep: float = 0.25) -> Tensor:
+    """(V, 4, h, w) sheet UDP without a band `margin` x the view's side wide along each silhouette
+    (visibility 0 there), for matching. A view that would keep less than `keep` of its visible pixels
+    (a thin or tiny drawing) keeps them all."""
+    radius = round(margin * max(udp.shape[-2:]))
+    if radius < 1:
+        return udp
+    vis = (udp[:, 3:4] > VISIBLE).float()
+    inner = -F.max_pool2d(-vis, 2 * radius + 1, stride=1, padding=radius)  # erosion
+    kept = inner.flatten(1).sum(1) >= keep * vis.flatten(1).sum(1)
+    inner = torch.where(kept[:, None, None, None], inner, vis)
+    return torch.cat([udp[:, :3] * inner, udp[:, 3:4] * inner], 1)
 
 
 class SurfaceIndex:
