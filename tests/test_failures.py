@@ -277,3 +277,12 @@ def test_manifest_of_an_interrupted_synth_is_never_written(tmp_path, monkeypatch
     monkeypatch.setattr(synth, "_build", stop)
     assert main(["synth", "--out", str(tmp_path / "data")]) == 130
     assert calls and list(tmp_path.iterdir()) == []
+
+
+def test_a_camera_with_nan_is_refused_with_its_file_named(capsys, tmp_path):
+    cams = tmp_path / "cams.json"
+    cams.write_text('{"eye": [0, 1, NaN], "target": [0, 1, 0]}')
+    _fails(["poses", "--procedural", "3", "walk", "-o", str(tmp_path / "o"), "--size", "32", "--frames", "0:2",
+            "--camera", str(cams)], capsys, "cams.json: camera 0 in the camera file is malformed (eye, target, up and "
+                                            "fov_y must be finite")
+    assert not (tmp_path / "o").exists()

@@ -109,6 +109,11 @@ def cameras_from_file(path: Path, size: int, corners: Tensor, count: int) -> lis
             up = tuple(float(v) for v in e.get("up", (0.0, 1.0, 0.0)))
             if len(eye) != 3 or len(target) != 3 or len(up) != 3:
                 raise ValueError("eye, target and up need three numbers each")
+            numbers = [*eye, *target, *up, float(e.get("fov_y", 30.0))]
+            if not all(math.isfinite(v) for v in numbers):
+                raise ValueError("eye, target, up and fov_y must be finite numbers (not nan or inf)")
+            if eye == target:
+                raise ValueError("eye and target are the same point: the camera looks nowhere")
             dist = float(torch.tensor(eye, dtype=torch.float64).sub(centre).norm())
             cams.append(Camera(eye, target, size, size, str(e.get("projection", "perspective")),
                                fov_y=float(e.get("fov_y", 30.0)), ortho_height=float(e.get("ortho_height", 2 * radius)),
