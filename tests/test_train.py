@@ -343,6 +343,33 @@ def test_conr_render_uses_a_trained_run(data, full_run, tmp_path):
 # ---------------------------------------------------------------- Ctrl-C
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_group_stops_between_steps_with_loader_workers(data, tmp_path, sig):
+    """Ctrl-C in a terminal (SIGINT) and systemd (SIGTERM) signal every process of the group, the
+    loader's workers too: the run still stops cleanly between steps and saves the step reached."""
+    run = tmp_path / "run"
+    args = [a if a != "0" or ARGS[i - 1] != "--workers" else "1" for i, a in enumerate(ARGS)]
+    cmd = [sys.executable, "-m", "conr", "train", "--data", str(data), "--out", str(run), *args,
+           "--steps", "1000", "--save-every", "1000", "--sample-every", "1000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    try:
+        deadline = time.monotonic() + 90
+        while not ((run / "metrics.csv").is_file() and _metric_rows(run)):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no training step within 90 s"
+            time.sleep(0.2)
+        os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    reached = int(_metadata(run)["step"])
+    assert f"interrupted: saved step {reached}" in err and "Traceback" not in err
+    assert _checkpoints(run) == [f"step_{reached:08d}"]
+
+
 def test_ctrl_c_saves_the_step_reached_and_resume_continues(data, tmp_path):
     """SIGINT to `conr train` after its first metrics row: exit code 130, a checkpoint of the step it
     had reached (no regular checkpoint is due before step 1000), and --resume trains on from there."""

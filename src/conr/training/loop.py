@@ -13,7 +13,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +133,10 @@ def _worker_init(_: int) -> None:
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    # Ctrl-C in a terminal and SIGTERM from systemd reach every process of the group: the main process
+    # stops the run between steps and then ends its workers, so they must not die first.
+    for sig in _StopBetweenSteps.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -234,6 +240,41 @@ def prepare_run(cfg: TrainConfig, resume: bool, log: Callable[[str], None] = pri
         log(f"{out}: cleared what a run that stopped before its first checkpoint left")
 
 
+class _StopBetweenSteps:
+    """Ctrl-C, SIGTERM and SIGHUP during training take effect between steps: an interrupt raised
+    anywhere (inside the metrics or TensorBoard writer, holding its lock) could hang the exit. A
+    second signal stops at once. At the step's end the command's own handler runs, as it would have."""
+
+    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.previous: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
+
+    def _note(self, signum: int, frame) -> None:
+        self.pending.append(signum)
+        if len(self.pending) > 1:
+            self._deliver()
+
+    def _deliver(self) -> None:
+        signum = self.pending[0]
+        handler = self.previous.get(signum)
+        if callable(handler):
+            handler(signum, None)  # the CLI's (or Python's) handler: raises KeyboardInterrupt
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pending:
+            self._deliver()
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+
 def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
           progress: bool = True) -> Path:
     """Train; return the path of the newest weights (OUT/model.safetensors)."""
@@ -331,9 +372,11 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     updating = False
     t0, samples_done = time.perf_counter(), 0
     model.train()
+    stop = _StopBetweenSteps()
     try:
         for batch in loader:
-            batch = _to(batch, device)
+            stop.check()
+
             lr = lr_at(cfg, step)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -387,6 +430,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
                 if ddp.main:
                     checkpoint.save(out, model, opt, step, {**meta_run, "step": step})
                 last_saved = step
+            stop.check()
     except KeyboardInterrupt:
         if ddp.main and updating:
             log(f"\ninterrupted during an optimiser update: the last checkpoint (step {last_saved}) is kept; "
@@ -396,6 +440,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
             log(f"\ninterrupted: saved step {step}; continue with --resume")
         raise
     finally:
+        stop.restore()
         if bar is not None:
             bar.close()
         if metrics is not None:
