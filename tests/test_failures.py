@@ -188,6 +188,10 @@ def test_stale_partials_of_dead_processes_are_removed(tmp_path):
     assert not stale.exists() and live.exists() and other.exists()
     assert (tmp_path / "data" / "x").read_text() == "1"
     assert remove_stale_partials(tmp_path / "data") == []
+    # Files follow the same rule, by their whole name (a video's temporary file, say).
+    video_tmp = tmp_path / f".clip.mp4.{dead.pid}-q.tmp.mp4"
+    video_tmp.write_bytes(b"half")
+    assert remove_stale_partials(tmp_path / "clip.mp4") == [video_tmp] and not video_tmp.exists()
 
 
 def _wait_for(predicate, timeout: float = 60.0) -> bool:

@@ -343,6 +343,15 @@ def test_conr_render_uses_a_trained_run(data, full_run, tmp_path):
 # ---------------------------------------------------------------- Ctrl-C
 
 
+def _wait_for_a_step(proc: subprocess.Popen, run: Path) -> None:
+    """Until the run in `proc` has written its first metrics row (it must not exit first)."""
+    deadline = time.monotonic() + 90
+    while not ((run / "metrics.csv").is_file() and _metric_rows(run)):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no training step within 90 s"
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_whole_group_stops_between_steps_with_loader_workers(data, tmp_path, sig):
     """Ctrl-C in a terminal (SIGINT) and systemd (SIGTERM) signal every process of the group, the
@@ -354,11 +363,7 @@ def test_a_signal_to_the_whole_group_stops_between_steps_with_loader_workers(dat
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "OMP_NUM_THREADS": "2"})
     try:
-        deadline = time.monotonic() + 90
-        while not ((run / "metrics.csv").is_file() and _metric_rows(run)):
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no training step within 90 s"
-            time.sleep(0.2)
+        _wait_for_a_step(proc, run)
         os.killpg(proc.pid, sig)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -379,11 +384,7 @@ def test_ctrl_c_saves_the_step_reached_and_resume_continues(data, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "2"})
     try:
-        deadline = time.monotonic() + 90
-        while not ((run / "metrics.csv").is_file() and _metric_rows(run)):
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no training step within 90 s"
-            time.sleep(0.2)
+        _wait_for_a_step(proc, run)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -36,17 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
+        # argparse gives up on positionals that come after an option (`conr poses a.glb --size 32
+        # walk`); commands taking a list of inputs get them back.
+        if extra and isinstance(getattr(args, "inputs", None), list) and not any(e.startswith("-") for e in extra):
+            args.inputs += extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as stop:  # a bad option (argparse printed why) or --help
         return stop.code if isinstance(stop.code, int) else 2
-    # argparse gives up on positionals that come after an option (`conr poses a.glb --size 32
-    # walk`); commands taking a list of inputs get them back.
-    if extra and isinstance(getattr(args, "inputs", None), list) and not any(e.startswith("-") for e in extra):
-        args.inputs += extra
-    elif extra:
-        try:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        except SystemExit as stop:
-            return stop.code if isinstance(stop.code, int) else 2
     received: list[int] = []
     previous = _stop_on_signals(received)
     try:

@@ -11,7 +11,7 @@ from conr.commands.options import SEED, SIZE, ranged
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from conr.engine.styles import STYLES
-    from conr.engine.synth import MOTIONS, SHEET_POSES
+    from conr.engine.synth import MAX_CHARACTERS, MAX_DETAIL, MAX_POSES, MOTIONS, SHEET_POSES
 
     p = subparsers.add_parser(
         "synth",
@@ -22,9 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", "-o", required=True, help="output folder (must be new or empty unless --overwrite)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the first character (default 0)")
-    p.add_argument("--characters", "--count", dest="count", type=ranged(int, 1, 100_000), default=1,
+    p.add_argument("--characters", "--count", dest="count", type=ranged(int, 1, MAX_CHARACTERS), default=1,
                    help="number of characters (seeds seed, seed+1, ...; default 1)")
-    p.add_argument("--poses-per-character", "--frames", dest="frames", type=ranged(int, 1, 10_000), default=None,
+    p.add_argument("--poses-per-character", "--frames", dest="frames", type=ranged(int, 1, MAX_POSES), default=None,
                    help="target poses per character (default: 8 for random poses, one loop for a motion)")
     p.add_argument("--motion", choices=MOTIONS, default="random",
                    help="how target poses are made: random plausible poses (default) or a motion's frames")
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="views in each character sheet (default 4)")
     p.add_argument("--projection", choices=("perspective", "orthographic"), default="perspective")
     p.add_argument("--yaw", type=ranged(float, -360, 360), default=0.0, help="camera angle of the motion frames in degrees (0 = front)")
-    p.add_argument("--detail", type=ranged(float, 0.1, 4), default=1.0, help="mesh tessellation factor (default 1.0)")
+    p.add_argument("--detail", type=ranged(float, 0.1, MAX_DETAIL), default=1.0, help="mesh tessellation factor (default 1.0)")
     p.add_argument("--no-targets", action="store_true", help="skip the ground-truth RGBA renders of the motion")
     p.add_argument("--styles", default=None,
                    help="drawing styles to pick from, 'all' (default) or a comma-separated list of: "

@@ -9,6 +9,7 @@ the character's left on +X; about 1.5 units tall. Bone names follow the VRM huma
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -86,15 +87,11 @@ class CharacterSpec:
 
 
 def _hsv(h: float, s: float, v: float) -> tuple:
-    import colorsys
-
     return tuple(float(c) for c in colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0)))
 
 
 def _colour(rng: np.random.Generator, palette: list[tuple], p_free: float = 0.5) -> tuple:
     """A palette colour nudged in hue and value, or (with p_free) any hue at a drawn saturation and value."""
-    import colorsys
-
     if rng.random() < p_free:
         return _hsv(rng.random(), rng.uniform(0.15, 0.85), rng.uniform(0.25, 0.98))
     h, s_, v = colorsys.rgb_to_hsv(*palette[rng.integers(len(palette))])

@@ -155,10 +155,7 @@ def read_bytes(path: str | Path, what: str) -> tuple[Path, bytes]:
                             hint=f"give a PNG of at most {MAX_IMAGE_SIDE} pixels a side")
         return path, path.read_bytes()
     except OSError as err:
-        env = environment_error(err, path, doing="reading")
-        if env is None:
-            raise
-        raise env from None
+        _reraise(err, path, doing="reading")
 
 
 def _check_png_complete(data: bytes, path: Path) -> None:
@@ -271,7 +268,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}-", suffix=f".tmp{path.suffix}", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=partial_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
     except OSError as err:
         _reraise(err, path)
     os.close(fd)
@@ -306,8 +303,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".partial", dir=path.parent))
+        tmp = new_partial_dir(path)
     except OSError as err:
         _reraise(err, path)
     try:
@@ -323,12 +319,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _reraise(err: OSError, path: Path) -> None:
+def _reraise(err: OSError, path: Path, doing: str = "writing") -> None:
     """A full disk, a missing permission... as a ConrError naming `path`; any other OSError as it was."""
-    env = environment_error(err, path)
+    env = environment_error(err, path, doing)
     if env is None:
         raise err
     raise env from None
+
+
+def partial_prefix(path: Path) -> str:
+    """How every temporary name made beside `path` starts: hidden, with this process's id, so that
+    `remove_stale_partials` can tell what a process that no longer runs left behind."""
+    return f".{path.name}.{os.getpid()}-"
+
+
+def new_partial_dir(path: Path) -> Path:
+    """A hidden temporary folder beside `path`, once what dead processes left there is removed."""
+    remove_stale_partials(path)
+    return Path(tempfile.mkdtemp(prefix=partial_prefix(path), suffix=".partial", dir=path.parent))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -346,13 +354,12 @@ def remove_stale_partials(path: str | Path) -> list[Path]:
     process which no longer runs left beside `path`; return what was removed."""
     path = Path(path)
     removed = []
-    stem = path.stem if path.suffix else path.name
     try:
-        entries = list(path.parent.glob(f".{glob.escape(stem)}.*-*"))
+        entries = list(path.parent.glob(f".{glob.escape(path.name)}.*-*"))
     except OSError:
         return removed
     for entry in entries:
-        rest = entry.name[len(stem) + 2:]
+        rest = entry.name[len(path.name) + 2:]
         pid_text = rest.split("-", 1)[0]
         if not (pid_text.isdigit() and (entry.name.endswith(".partial") or ".tmp" in rest)):
             continue

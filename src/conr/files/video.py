@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from conr.errors import ConrError
-from conr.files.io import make_readable, remove_stale_partials
+from conr.files.io import make_readable, partial_prefix, remove_stale_partials
 
 _NAMED_COLORS = {
     "white": (255, 255, 255),
@@ -229,7 +229,7 @@ class VideoWriter:
         self.codec = codec.name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.{os.getpid()}-", suffix=f".tmp{self.path.suffix}",
+        fd, tmp = tempfile.mkstemp(prefix=partial_prefix(self.path), suffix=f".tmp{self.path.suffix}",
                                    dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)

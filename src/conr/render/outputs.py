@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import zipfile
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
-from conr.files.io import atomic_path, atomic_save_npz, atomic_write_png, read_frame, remove_stale_partials
+from conr.files.io import atomic_path, atomic_save_npz, atomic_write_png, new_partial_dir, read_frame
 from conr.models import CharacterSheet
 from conr.render.pipeline import PoseSource, Renderer
 from conr.files.video import VideoWriter, unpremultiply
@@ -50,8 +49,7 @@ def staged_frames(out: Path, replace: bool) -> Iterator[Path]:
     if not replace:
         yield out
         return
-    remove_stale_partials(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".partial", dir=out.parent))
+    tmp = new_partial_dir(out)
     try:
         yield tmp
         for old in [*out.glob("*.png"), *(out / "udp").glob("*.npz")]:

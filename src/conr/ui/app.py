@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch  # noqa: E402
 
 from conr.demo import DEFAULT_SEED as DEMO_SEED  # noqa: E402
 from conr.errors import ConrError  # noqa: E402
-from conr.files.io import remove_stale_partials  # noqa: E402
+from conr.files.io import new_partial_dir  # noqa: E402
 from conr.ui.service import MOTIONS, RenderRequest, RenderService  # noqa: E402
 
 SIZES = (128, 256, 384, 512)
@@ -169,9 +168,7 @@ def serve(service: RenderService, host: str = "127.0.0.1", port: int = 7860, max
     server starts), so nothing stays behind."""
     # One cache per server process, beside the requests' workdir; those of servers that no longer run
     # are removed.
-    base = service.workdir.parent / f"{service.workdir.name}-cache"
-    remove_stale_partials(base)
-    cache = Path(tempfile.mkdtemp(prefix=f".{base.name}.{os.getpid()}-", suffix=".partial", dir=base.parent))
+    cache = new_partial_dir(service.workdir.parent / f"{service.workdir.name}-cache")
     os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read by Gradio when the server starts
     app = build_app(service)
     try:
