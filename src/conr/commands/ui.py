@@ -29,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-file-mb", type=ranged(float, 0.001, 1e6), default=50.0, help="size of one uploaded file (default 50 MB)")
     p.add_argument("--max-total-mb", type=ranged(float, 0.001, 1e6), default=500.0,
                    help="size of one input's files, zips expanded (default 500 MB)")
+    p.add_argument("--max-request-mb", type=ranged(float, 0.001, 1e6), default=None,
+                   help="size of one upload request, all its files together (default 4 x --max-file-mb)")
+    p.add_argument("--max-cache-mb", type=ranged(float, 0.001, 1e7), default=2048.0,
+                   help="uploads and results the server keeps at once (default 2048 MB); past it, uploads "
+                        "are refused until files expire, an hour after they arrive")
     p.add_argument("--workdir", metavar="DIR",
                    help="where requests work, each in its own folder removed afterwards (default: TMP/conr-ui)")
     p.set_defaults(func=run)
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from conr.errors import ConrError
 
     try:
-        from conr.ui.app import serve
+        from conr.ui.app import serve, upload_caps
     except ModuleNotFoundError as err:
         if err.name and err.name.split(".")[0] in ("gradio", "gradio_client"):
             raise ConrError("the web UI needs Gradio, which is not installed",
@@ -53,10 +58,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("max_seconds", "max_file_mb", "max_total_mb"):
         if not getattr(args, name) > 0:
             raise ConrError(f"--{name.replace('_', '-')} must be positive")
+    upload_caps(args.max_file_mb, args.max_request_mb, args.max_cache_mb)  # before the model loads
     limits = UILimits(UploadLimits(max_files=args.max_files, max_file_mb=args.max_file_mb,
                                    max_total_mb=args.max_total_mb), args.max_frames, args.max_seconds)
     service = RenderService(args.weights, args.device, limits, args.workdir, per_device=args.concurrency)
     print(f"conr ui: model {'bundled' if args.weights is None else args.weights} on {service.default_device}; "
           f"open http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(service, args.host, args.port, args.max_file_mb)
+    serve(service, args.host, args.port, args.max_file_mb, max_request_mb=args.max_request_mb,
+          max_cache_mb=args.max_cache_mb)
     return 0

@@ -7,9 +7,12 @@ api_name="/render")` with the same parameters as `render` below. Renders wait in
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import uuid
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 # Set before Gradio is imported: it reads them at import time. No calls home from a closed network.
@@ -18,13 +21,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from conr.demo import DEFAULT_SEED as DEMO_SEED  # noqa: E402
 from conr.errors import ConrError  # noqa: E402
 from conr.files.io import new_partial_dir  # noqa: E402
+from conr.ui.guard import MB, UploadGuard  # noqa: E402
 from conr.ui.service import MOTIONS, RenderRequest, RenderService  # noqa: E402
 
 SIZES = (128, 256, 384, 512)
+# Gradio's delete_cache: every 10 minutes, remove the cache's files older than an hour.
+CACHE_SWEEP_S, CACHE_AGE_S = 600, 3600
+# One upload request may carry a sheet of several views and a pose video: 4 files at the per-file cap.
+REQUEST_FILES = 4
+MAX_CACHE_MB = 2048.0
 # The File components take any type: our own checks name the visitor's file in their message,
 # where Gradio's would not. System fonts: the default theme would fetch web fonts, which a closed network cannot reach.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -45,9 +55,10 @@ def _files(value: list[str] | str | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def build_app(service: RenderService) -> gr.Blocks:
+def build_app(service: RenderService, max_request_mb: float | None = None) -> gr.Blocks:
     """The page; renders run `service.per_device` at a time on each device (the service waits for a
-    slot), so Gradio lets that many per device through its queue."""
+    slot), so Gradio lets that many per device through its queue. `max_request_mb`, when given, is
+    shown with the other limits."""
     lim = service.limits
     concurrency = service.per_device * (len(_device_choices()) - 1)
     n_frames = min(48, lim.max_frames)
@@ -95,7 +106,7 @@ def build_app(service: RenderService) -> gr.Blocks:
             raise gr.Error(str(e)) from None
         return str(result.mp4), [str(p) for p in result.downloads()], result.summary()
 
-    with gr.Blocks(title="conr", analytics_enabled=False, delete_cache=(600, 3600)) as app:
+    with gr.Blocks(title="conr", analytics_enabled=False, delete_cache=(CACHE_SWEEP_S, CACHE_AGE_S)) as app:
         gr.Markdown(ABOUT)
         with gr.Row(equal_height=False):
             with gr.Column():
@@ -139,8 +150,9 @@ def build_app(service: RenderService) -> gr.Blocks:
                                           "(and the BVH of a video's motion)",
                                     file_count="multiple", elem_id="downloads")
                 status = gr.Markdown(elem_id="status")
+        per_upload = f", at most {max_request_mb:g} MB sent at once" if max_request_mb is not None else ""
         gr.Markdown(f"Limits of this server: {lim.max_frames} frames, {lim.max_seconds:g} s of video, "
-                    f"{lim.uploads.max_files} files of at most {lim.uploads.max_file_mb:g} MB per input.")
+                    f"{lim.uploads.max_files} files of at most {lim.uploads.max_file_mb:g} MB per input{per_upload}.")
 
         def show_source(source: str) -> tuple:
             return (gr.update(visible=source == "frames"), gr.update(visible=source == "model"),
@@ -159,24 +171,65 @@ def build_app(service: RenderService) -> gr.Blocks:
     return app
 
 
+def upload_caps(max_file_mb: float, max_request_mb: float | None = None,
+                max_cache_mb: float = MAX_CACHE_MB) -> tuple[float, float]:
+    """The request and cache caps in MB, checked against each other; the request's by default is
+    `REQUEST_FILES` files at `max_file_mb`, within the cache's."""
+    if max_request_mb is None:
+        max_request_mb = max(max_file_mb, min(REQUEST_FILES * max_file_mb, max_cache_mb))
+    for name, value in (("max_file_mb", max_file_mb), ("max_request_mb", max_request_mb),
+                        ("max_cache_mb", max_cache_mb)):
+        if not value > 0:
+            raise ConrError(f"--{name.replace('_', '-')} must be positive, not {value:g}")
+    if max_request_mb < max_file_mb:
+        raise ConrError(f"--max-request-mb {max_request_mb:g} is below --max-file-mb {max_file_mb:g}: "
+                        "a file that may be uploaded could never be sent",
+                        hint="raise --max-request-mb or lower --max-file-mb")
+    if max_cache_mb < max_request_mb:
+        raise ConrError(f"--max-cache-mb {max_cache_mb:g} is below --max-request-mb {max_request_mb:g}: "
+                        "the largest upload allowed would never fit in the cache",
+                        hint="raise --max-cache-mb or lower --max-request-mb")
+    return max_request_mb, max_cache_mb
+
+
 def serve(service: RenderService, host: str = "127.0.0.1", port: int = 7860, max_file_mb: float = 50.0,
-          block: bool = True) -> gr.Blocks:
+          block: bool = True, max_request_mb: float | None = None, max_cache_mb: float = MAX_CACHE_MB) -> gr.Blocks:
     """Start the server; with `block=False` return at once (tests), else serve until Ctrl-C or SIGTERM.
 
-    Uploads (refused past `max_file_mb` as they arrive) and results live in this server's own cache
-    folder beside the service's workdir, removed when it stops (and, after a kill -9, when the next
-    server starts), so nothing stays behind."""
+    Uploads are refused as they arrive past `max_file_mb` a file, `max_request_mb` a request (default
+    `REQUEST_FILES` files) and `max_cache_mb` in this server's own cache folder, which holds uploads
+    and results beside the service's workdir. The folder is removed when the server stops, at the
+    latest when the process exits (and, after a kill -9, when the next server starts), so nothing
+    stays behind."""
+    max_request_mb, max_cache_mb = upload_caps(max_file_mb, max_request_mb, max_cache_mb)
     # One cache per server process, beside the requests' workdir; those of servers that no longer run
     # are removed.
     cache = new_partial_dir(service.workdir.parent / f"{service.workdir.name}-cache")
+    remove_cache = partial(shutil.rmtree, cache, ignore_errors=True)
+    atexit.register(remove_cache)  # a server started with block=False that nobody closed
+
+    @asynccontextmanager
+    async def remove_cache_at_stop(_app):
+        try:
+            yield
+        finally:
+            remove_cache()
+
     os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read by Gradio when the server starts
-    app = build_app(service)
+    app = build_app(service, max_request_mb)
+    guard = Middleware(UploadGuard, max_request_bytes=int(max_request_mb * MB), cache=cache,
+                       max_cache_bytes=int(max_cache_mb * MB), expiry=f"{CACHE_AGE_S // 60} minutes after they arrive")
     try:
-        app.launch(server_name=host, server_port=port, max_file_size=f"{max_file_mb:g}mb", ssr_mode=False,
+        # num_workers=0: no static worker processes, which would take uploads past the guard.
+        app.launch(server_name=host, server_port=port, max_file_size=int(max_file_mb * MB), ssr_mode=False,
                    prevent_thread_lock=not block, show_error=True, quiet=not block, theme=THEME,
-                   footer_links=["api"])
+                   footer_links=["api"], num_workers=0,
+                   app_kwargs={"middleware": [guard], "lifespan": remove_cache_at_stop})
+    except BaseException:
+        remove_cache()
+        raise
     finally:
         if block:
             app.close()
-            shutil.rmtree(cache, ignore_errors=True)
+            remove_cache()
     return app
