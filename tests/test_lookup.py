@@ -94,6 +94,74 @@ def test_untrained_lookup_shader_copies_the_sheets_own_pixels():
     assert torch.allclose(out[:3, 12:60, 13:61], rgb[0, :, 8:56, 8:56], atol=0.01)
 
 
+def _inked_disc(s: int, body: tuple[float, ...], ink: tuple[float, ...] | None) -> torch.Tensor:
+    """(1, 1, 4, s, s) premultiplied: a disc of `body` colour, with a 2 px rim of `ink` if given."""
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+    r = ((yy - s / 2) ** 2 + (xx - s / 2) ** 2).float().sqrt()
+    a = (r < s / 3).float()
+    rgb = torch.tensor(body).view(3, 1, 1).expand(3, s, s).clone()
+    if ink is not None:
+        rgb[:, r >= s / 3 - 2] = torch.tensor(ink).view(3, 1)
+    return torch.cat([rgb * a, a[None]])[None, None]
+
+
+def test_sheet_ink_reads_the_line_colour_and_the_colour_inside_it():
+    from conr.models.lookup_shader import sheet_ink
+
+    lined = sheet_ink(_inked_disc(128, (0.9, 0.6, 0.2), (0.1, 0.05, 0.2)))[0]
+    assert torch.allclose(lined[:3], torch.tensor([0.1, 0.05, 0.2]), atol=1e-4)
+    assert torch.allclose(lined[3:], torch.tensor([0.9, 0.6, 0.2]), atol=1e-4)
+    lineless = sheet_ink(_inked_disc(128, (0.9, 0.6, 0.2), None))[0]
+    assert torch.allclose(lineless[:3], lineless[3:], atol=1e-4)  # no lines: nothing tells them apart
+    # Nothing opaque at all: no colour to read, zeros rather than a crash.
+    assert torch.equal(sheet_ink(torch.zeros(1, 2, 4, 64, 64)), torch.zeros(1, 6))
+
+
+def test_the_outline_is_drawn_in_the_sheets_line_colour():
+    """With the head told to draw the outline, the pixels just outside the figure get the sheet's ink."""
+    torch.manual_seed(0)
+    model = CoNR(preset("lookup-tiny")).eval()
+    s = 64
+    vis = torch.zeros(s, s, dtype=torch.bool)
+    vis[8:56, 8:56] = True
+    udp = _coded_udp(s, s, vis)[None]
+    ink = (0.2, 0.1, 0.3)
+    reference = _inked_disc(s, (0.8, 0.8, 0.7), ink)
+    sheet = CharacterSheet(reference, [], udp, SurfaceIndex(udp))
+    with torch.no_grad():
+        model.shader.head[-1].bias[5] = 12.0  # outline everywhere outside the figure
+    target = CoNR.target_input(udp)
+    with torch.no_grad():
+        out = model.render(sheet, target)[0]
+    outside = ~vis
+    assert torch.allclose(out[3][outside], torch.ones(()), atol=1e-4)
+    assert torch.allclose(out[:3][:, outside], torch.tensor(ink).view(3, 1), atol=1e-3)
+
+
+def test_init_widens_a_shader_saved_without_ink(data, tmp_path):
+    """Weights of the lookup family saved before the ink head existed seed the ink shader: what they
+    learned is kept and, untrained, the line colour has no say."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = preset("lookup-tiny")
+    old = CoNR(dataclasses.replace(cfg, lookup=dataclasses.replace(cfg.lookup, ink=False)))
+    with torch.no_grad():
+        for p in old.shader.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path / "old.safetensors"
+    save_safetensors(old, path)
+    code, err = _train(data, tmp_path / "run", "--stage", "shader", "--size", "64", "--steps", "1",
+                       "--lr", "1e-12", "--init", str(path))
+    assert code == 0, err
+    assert "shader (widened" in err
+    new = load_model(tmp_path / "run")
+    assert new.cfg.lookup.ink and not load_model(path).cfg.lookup.ink
+    w_old, w_new = old.shader.head[0].weight, new.shader.head[0].weight
+    assert torch.allclose(w_new[:, :w_old.shape[1]], w_old, atol=1e-6)
+    assert w_new[:, w_old.shape[1]:].abs().max() < 1e-9  # one step at lr 1e-12: still no say
+
+
 def test_lookup_config_and_weights_round_trip(tmp_path):
     cfg = preset("lookup")
     assert CoNRConfig.from_dict(json.loads(cfg.to_json())) == cfg
@@ -195,6 +263,22 @@ def test_parser_then_shader_stages_train_only_their_parts(data, tmp_path):
     assert second.cfg.image_size == preset("lookup-tiny").image_size == 128  # its cap, not the training size
 
 
+def test_the_shader_trains_at_the_frames_own_pixel_scale(data):
+    """The lookup family's shader draws at the frames' own size, so its training windows are not
+    zoomed: a sample's target is the frame's own pixels, shifted, never resampled."""
+    from conr.files.udp import read_udp
+    from conr.training.data import NativeWindow, SampleKey, SampleSet, read_data
+
+    chars = read_data([data])
+    ds = SampleSet(chars, 128, jitter=NativeWindow(128))
+    sample = ds[SampleKey(0, 2, seed=3)]
+    frame = read_udp(chars[0].frames[0][0])
+    # Every visible pixel of the frame is in the window, at the same scale: the same pixel count.
+    assert int((sample["target_alpha"] > 0.5).sum()) == int((frame[:, :, 3] > 0.5).sum())
+    zoomed = SampleSet(chars, 128)[SampleKey(0, 2, seed=3)]  # the CINN family's random resized crops
+    assert int((zoomed["target_alpha"] > 0.5).sum()) != int((frame[:, :, 3] > 0.5).sum())
+
+
 def test_init_from_weights_of_another_architecture_is_refused(data, tmp_path):
     other = tmp_path / "small.safetensors"
     save_safetensors(CoNR(preset("small")), other)  # another parser, no lookup shader
@@ -268,8 +352,8 @@ def test_conr_parse_writes_udp_pictures_and_a_point_cloud(data, tmp_path, capsys
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--steps", "0", "--steps 0: must be at least 1"),
-    ("--batch-size", "0", "--batch-size 0: must be at least 1"),
+    ("--steps", "0", "--steps 0: must be from 1 to 100,000,000"),
+    ("--batch-size", "0", "--batch-size 0: must be from 1 to 65,536"),
     ("--lr", "nan", "--lr nan: must be from"),
     ("--lr", "-1", "--lr -1.0: must be from"),
     ("--loss-flow", "-2", "argument --loss-flow: -2 is out of range (at least 0)"),

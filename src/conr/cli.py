@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.inputs += extra
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _refuse_empty_values(parser, args)
     except SystemExit as stop:  # a bad option (argparse printed why) or --help
         return stop.code if isinstance(stop.code, int) else 2
     received: list[int] = []
@@ -69,6 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return int(code or 0)
+
+
+def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty value (`--out ""`, an unset shell variable) is a mistake for every option and input:
+    as a path it would mean the current folder, which a command would then read or fill."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices[args.command]
+    for action in command._actions:
+        value = getattr(args, action.dest, None)
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            name = "/".join(action.option_strings) or action.metavar or action.dest
+            command.error(f"argument {name}: an empty value; give a path or a value")
 
 
 def _stop_on_signals(received: list[int]) -> dict:

@@ -30,6 +30,8 @@ _ENVIRONMENT = {
     errno.EROFS: ("the file system is read-only", "write to another place"),
     errno.EISDIR: ("is a folder, where a file was expected", "give a file's path"),
     errno.ENOTDIR: ("a part of the path is a file, where a folder was expected", "give a path through folders"),
+    # mkdir(parents=True, exist_ok=True) says EEXIST, naming the file, when a part of the path is one.
+    errno.EEXIST: ("is a file, where a folder was expected", "give a path through folders, or move that file away"),
     errno.ENAMETOOLONG: ("the file name is too long", "choose a shorter name or path"),
     errno.EMFILE: ("too many files are open", "raise the limit (ulimit -n) or work on fewer files at once"),
 }

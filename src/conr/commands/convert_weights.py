@@ -25,14 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from conr.files.io import atomic_write_bytes
+    from conr.files.io import atomic_write_bytes, check_new_file
     from conr.render.weights import convert_original
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
-        raise ConrError("output must be a .safetensors file", out)
-    if out.exists() and not args.overwrite:
-        raise ConrError("output file already exists", out, "pass --overwrite or choose another name")
+        raise ConrError("output must be a .safetensors file", out, "name it e.g. conr-official.safetensors")
+    check_new_file(out, args.overwrite, "OUT")
     model = convert_original(args.original_dir, out)
     if args.config_json:
         atomic_write_bytes(out.with_name("config.json"), model.cfg.to_json().encode())

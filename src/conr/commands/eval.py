@@ -42,13 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from conr.files.io import atomic_write_bytes
+    from conr.files.io import atomic_write_bytes, check_new_file
     from conr.training.data import read_data
     from conr.training.evaluate import evaluate, format_table
 
     if args.weights is None and not args.no_model:
         raise ConrError("--weights is needed to evaluate a model", hint="pass --weights, or --no-model for "
                                                                          "the baselines alone")
+    if args.json:  # a file that cannot be written is found before the evaluation, not after it
+        check_new_file(args.json, True, "--json")
     characters = read_data(args.data)  # before loading weights: a wrong folder is the quicker mistake
     model, device = None, "cpu"
     if not args.no_model:

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from conr.commands.poses import parse_range
     from conr.errors import ConrError
+    from conr.files.io import check_new_file
     from conr.motion.capture import capture
     from conr.motion.filters import OneEuro
 
@@ -49,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise ConrError("--out names a folder; the motion is written as one .bvh file", out,
                         f"give a file path, e.g. {out / 'motion.bvh'}")
-    if out.exists() and not args.overwrite:
-        raise ConrError("output file already exists", out, "pass --overwrite to replace it, or choose another --out")
+    check_new_file(out, args.overwrite, "--out")
     if args.fps is not None and not args.fps > 0:
         raise ConrError(f"--fps must be positive, got {args.fps}")
     if not (args.min_cutoff > 0 and args.beta >= 0):

@@ -57,15 +57,16 @@ def point_cloud(images: list[np.ndarray], udps: list[np.ndarray]) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    from conr.files.io import atomic_dir, atomic_save_npz, atomic_write_bytes, atomic_write_png, check_new_dir, read_rgba
+    from conr.files.io import (atomic_dir, atomic_save_npz, atomic_write_bytes, atomic_write_png, check_new_dir,
+                               check_new_file, read_rgba)
     from conr.render.pipeline import Renderer, find_sheets
 
     paths = find_sheets(args.inputs[0] if len(args.inputs) == 1 else args.inputs)
     out = Path(args.out)
     check_new_dir(out, args.overwrite)
     ply = Path(args.ply) if args.ply else None
-    if ply is not None and ply.exists() and not args.overwrite:
-        raise ConrError("point cloud file already exists", ply, "pass --overwrite or choose another --ply")
+    if ply is not None:
+        check_new_file(ply, args.overwrite, "--ply")
     stems = [p.stem for p in paths]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:

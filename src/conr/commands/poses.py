@@ -65,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
     frame_range = parse_range(args.frames)
     if args.fps is not None and args.fps <= 0:
         raise ConrError("--fps must be positive")
+    from conr.engine.poses import PROCEDURAL_NAMES
+
+    if motion in PROCEDURAL_NAMES and frame_range and (frame_range[1] or 0) > MAX_PROCEDURAL_FRAMES:
+        raise ConrError(f"--frames {args.frames}: the built-in motion {motion!r} is made up to its last frame, "
+                        f"and at most {MAX_PROCEDURAL_FRAMES:,} frames are made",
+                        hint=f"end the range at {MAX_PROCEDURAL_FRAMES:,} or before (the built-in motions loop)")
     if args.out is None:
         from pathlib import Path
 
@@ -103,6 +109,12 @@ def split_inputs(inputs: list[str], procedural: int | None) -> tuple[str | None,
     return inputs[0], inputs[1]
 
 
+# Frame numbers past any motion conr reads (a BVH holds at most a million frames).
+MAX_FRAME = 1_000_000
+# The built-in motions are made frame by frame up to the end asked for (about 7 kB a frame).
+MAX_PROCEDURAL_FRAMES = 100_000
+
+
 def parse_range(text: str | None) -> tuple[int | None, int | None] | None:
     """'A:B', 'A:' or ':B' -> (A, B) with None for an open end."""
     from conr.errors import ConrError
@@ -118,6 +130,9 @@ def parse_range(text: str | None) -> tuple[int | None, int | None] | None:
         raise ConrError(f"--frames {text!r} is not a range", hint="write A:B (frames A to B-1), A: or :B") from None
     if (a is not None and a < 0) or (b is not None and b < 1):
         raise ConrError(f"--frames {text!r} has a negative start or an end below 1", hint="frames are numbered from 0")
+    if max(a or 0, b or 0) > MAX_FRAME:
+        raise ConrError(f"--frames {text!r} goes past frame {MAX_FRAME:,}, beyond any motion conr reads",
+                        hint="frames are counted at the output frame rate: check the numbers")
     if a is not None and b is not None and b <= a:
         raise ConrError(f"--frames {text!r} ends before it starts: A:B keeps frames A to B-1",
                         hint=f"write {a}:{a + 1} or later for frame {a} on, or {b}:{a} if the two were swapped")

@@ -55,12 +55,28 @@ def _one_or_list(values: list[str]) -> str | list[str]:
     return values[0] if len(values) == 1 else values
 
 
+def _broken_frames(out: Path, names: set[str]) -> set[str]:
+    """Frames in OUT that --resume cannot keep (empty, cut short, not a PNG: a copy that failed):
+    they are drawn again rather than found broken when the video is encoded after the render."""
+    from conr.files.io import read_png_header
+
+    broken = set()
+    for name in sorted(names):
+        try:
+            read_png_header(out / f"{name}.png", "frame")
+        except ConrError as err:
+            print(f"conr render: warning: {err.problem} ({out / f'{name}.png'}); drawing it again", file=sys.stderr)
+            broken.add(name)
+    return broken
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from conr.render.allocator import keep_freed_memory
     from conr.render.outputs import encode_videos, render_to_folder, staged_frames
-    from conr.render.pipeline import Renderer, find_poses, find_sheets, resolve_device
+    from conr.files.io import check_new_file, check_parent_folders
+    from conr.render.pipeline import Renderer, check_sheet_views, find_poses, find_sheets, resolve_device
     from conr.files.video import parse_color
 
     out = Path(args.out)
@@ -72,19 +88,22 @@ def run(args: argparse.Namespace) -> int:
     # Everything is checked before anything is written.
     resolve_device(args.device)
     sheet_paths = find_sheets(_one_or_list(args.sheets))
+    check_sheet_views(sheet_paths, args.sheets[0] if len(args.sheets) == 1 else None)
     poses = find_poses(_one_or_list(args.poses), args.pose_kind)
     if out.exists() and not out.is_dir():
         raise ConrError("output path exists and is not a folder", out)
+    check_parent_folders(out)
     existing = {p.stem for p in out.glob("*.png")} if out.is_dir() else set()
     if existing and not (args.overwrite or args.resume):
         raise ConrError(f"output folder already holds {len(existing)} frame(s)", out,
                         "pass --overwrite to replace them, --resume to keep them and render the rest, "
                         "or choose another --out")
+    if args.resume:
+        existing -= _broken_frames(out, existing)
     if video is not None:
-        if video.exists() and not args.overwrite:
-            raise ConrError("video file already exists", video, "pass --overwrite or choose another --video")
         if video.suffix.lower() not in (".mp4", ".webm", ".mov", ".gif"):
             raise ConrError(f"unsupported video format {video.suffix!r}", video, "use .mp4, .webm, .mov or .gif")
+        check_new_file(video, args.overwrite, "--video")
     names = [s.name for s in poses]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for everyone)")
-    p.add_argument("--port", type=ranged(int, 0, 65535), default=7860, help="port (default 7860)")
+    p.add_argument("--port", type=ranged(int, 1, 65535), default=7860, help="port (default 7860)")
     p.add_argument("--weights", metavar="PATH", help="weights as for `conr render` (default: the bundled model)")
     p.add_argument("--device", default="auto", help="default device: auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--concurrency", type=ranged(int, 1, 64), default=1,
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from conr.errors import ConrError
+    from conr.errors import ConrError, environment_error
 
     try:
         from conr.ui.app import serve, upload_caps
@@ -64,6 +64,14 @@ def run(args: argparse.Namespace) -> int:
     service = RenderService(args.weights, args.device, limits, args.workdir, per_device=args.concurrency)
     print(f"conr ui: model {'bundled' if args.weights is None else args.weights} on {service.default_device}; "
           f"open http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(service, args.host, args.port, args.max_file_mb, max_request_mb=args.max_request_mb,
-          max_cache_mb=args.max_cache_mb)
+    try:
+        serve(service, args.host, args.port, args.max_file_mb, max_request_mb=args.max_request_mb,
+              max_cache_mb=args.max_cache_mb)
+    except OSError as err:
+        if environment_error(err) is not None:
+            raise
+        # The server could not listen: an address that is not this machine's, or a port in use.
+        raise ConrError(f"cannot serve on {args.host}:{args.port} ({err})",
+                        hint="give --host an address of this machine (127.0.0.1, or 0.0.0.0 for every "
+                             "network) and --port a free port") from None
     return 0

@@ -59,6 +59,7 @@ def list_inputs(folder_or_paths: str | Path | Iterable[str | Path], exts: set[st
     wanted = ", ".join(sorted(exts))
     if isinstance(folder_or_paths, (str, Path)):
         folder = Path(folder_or_paths)
+        _check_link(folder, what)
         if not folder.exists():
             raise ConrError(f"{what} folder or file does not exist", path=folder,
                             hint="check the path (relative paths start from the current directory)")
@@ -66,8 +67,10 @@ def list_inputs(folder_or_paths: str | Path | Iterable[str | Path], exts: set[st
             return [_check_input_file(folder, exts, what)]
         if not folder.is_dir():
             raise ConrError(f"is neither a folder nor a file (expected {what} files)", path=folder)
-        files = [p for p in folder.iterdir()
-                 if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts]
+        wanted_names = [p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in exts]
+        for p in wanted_names:  # a link to nowhere is a missing input, not one to skip quietly
+            _check_link(p, what)
+        files = [p for p in wanted_names if p.is_file()]
         if not files:
             raise ConrError(f"holds no {what} files", path=folder, hint=f"put files with extension {wanted} in it")
         return natural_sorted(files)
@@ -77,7 +80,16 @@ def list_inputs(folder_or_paths: str | Path | Iterable[str | Path], exts: set[st
     return [_check_input_file(p, exts, what) for p in paths]
 
 
+def _check_link(path: Path, what: str) -> None:
+    """A symbolic link whose target is missing (or that loops) is named as such: "does not exist"
+    would send the user looking for a file that `ls` shows."""
+    if path.is_symlink() and not path.exists():
+        raise ConrError(f"{what} path is a symbolic link to nothing (its target is missing, or the links loop)",
+                        path=path, hint="point the link at an existing file or folder, or give the real path")
+
+
 def _check_input_file(path: Path, exts: set[str], what: str) -> Path:
+    _check_link(path, what)
     if not path.is_file():
         raise ConrError(f"{what} file does not exist" if not path.exists() else f"{what} path is not a file",
                         path=path)
@@ -141,6 +153,7 @@ def check_image_size(h: int, w: int, path: Path) -> None:
 
 def read_bytes(path: str | Path, what: str) -> tuple[Path, bytes]:
     path = Path(path)
+    _check_link(path, what)
     if not path.is_file():
         raise ConrError(f"{what} file does not exist" if not path.exists() else f"{what} path is not a file",
                         path=path)
@@ -213,25 +226,26 @@ def read_rgba(path: str | Path, what: str = "character sheet") -> np.ndarray:
     """A cut-out RGBA image as (H, W, 4) uint8, channels R, G, B, A (straight alpha)."""
     path, data = read_bytes(path, what)
     img = decode_image(data, path, what)
+    what = what if what.endswith("image") else f"{what} image"
     if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
         img = np.concatenate([img[..., :1]] * 3 + [img[..., 1:]], axis=2)
     if img.ndim != 3 or img.shape[2] != 4:
         kind = "grayscale" if img.ndim == 2 or img.shape[2] == 1 else "RGB"
-        raise ConrError(f"{what} image is {kind} without an alpha channel (transparency)", path=path,
+        raise ConrError(f"{what} is {kind} without an alpha channel (transparency)", path=path,
                         hint=_CUTOUT_HINT)
     if img.dtype == np.uint16:
         # round(v * 255 / 65535) in integers; never a tie since 65535 = 255 * 257
         img = ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise ConrError(f"{what} image has {img.dtype} samples; 8- or 16-bit integer samples are supported",
+        raise ConrError(f"{what} has {img.dtype} samples; 8- or 16-bit integer samples are supported",
                         path=path, hint="save it as an 8-bit RGBA PNG")
     rgba = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
     alpha = rgba[..., 3]
     if alpha.min() == 255:
-        raise ConrError(f"{what} image has an alpha channel but no transparent pixel: the background "
+        raise ConrError(f"{what} has an alpha channel but no transparent pixel: the background "
                         "is not cut out", path=path, hint=_CUTOUT_HINT)
     if alpha.max() == 0:
-        raise ConrError(f"{what} image is fully transparent: nothing is drawn", path=path,
+        raise ConrError(f"{what} is fully transparent: nothing is drawn", path=path,
                         hint="check that the export kept the drawing layers visible")
     return rgba
 
@@ -266,6 +280,8 @@ def _current_umask() -> int:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
+    if path.is_dir():
+        raise ConrError("is a folder, where a file is written", path=path, hint="give a file's path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=partial_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -276,7 +292,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         make_readable(tmp_path)
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as err:  # named by the file the user asked for, not our temporary one
+            raise OSError(err.errno, err.strerror, str(path)) from None
     except OSError as err:
         _reraise(err, path)
     finally:
@@ -284,9 +303,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_parent_folders(path: str | Path) -> None:
+    """Refuse an output path that runs through a file (`out.png/frames`), before any work is done:
+    the nearest part of the path that exists must be a folder."""
+    for parent in Path(path).parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ConrError("is a file, where a folder of the output path was expected", path=parent,
+                                hint=f"choose an output path through folders (asked for {path})")
+            return
+
+
+def check_new_file(path: str | Path, overwrite: bool, option: str) -> None:
+    """Refuse an output file (`--video`, `--json`...) that cannot be written, before any work is done:
+    a folder in its place, a file in its path, or a file already there without --overwrite."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConrError(f"{option} names a folder; a file is written there", path=path,
+                        hint=f"give a file's path, e.g. {path / ('out' + path.suffix)}")
+    check_parent_folders(path)
+    if path.exists() and not overwrite:
+        raise ConrError("output file already exists", path=path,
+                        hint=f"pass --overwrite to replace it, or choose another {option}")
+
+
 def check_new_dir(path: str | Path, overwrite: bool) -> None:
     """Refuse an output folder that already holds something, unless asked to replace it."""
     path = Path(path)
+    check_parent_folders(path)
     if path.exists() and not path.is_dir():
         raise ConrError("the output path is a file, where a folder is written", path=path,
                         hint="choose a new folder" + ("" if not overwrite else " (--overwrite replaces folders only)"))
@@ -414,6 +458,9 @@ __all__ = [
     "read_image_size",
     "read_png_header",
     "read_rgba",
+    "check_new_dir",
+    "check_new_file",
+    "check_parent_folders",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_png",

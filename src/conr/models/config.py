@@ -116,13 +116,14 @@ def _tiny() -> CoNRConfig:
 def _lookup() -> CoNRConfig:
     """Correspondence first: the small parser at 128 px, explicit UDP matching and copying at the
     frames' own size (up to 1024 px), refinement at 128."""
-    return CoNRConfig(parser=_small_parser(), image_size=1024, lookup=LookupShaderConfig())
+    return CoNRConfig(parser=_small_parser(), image_size=1024, lookup=LookupShaderConfig(ink=True))
 
 
 def _lookup_tiny() -> CoNRConfig:
     """For tests: the lookup family with a tiny parser and refinement network."""
     return CoNRConfig(parser=_tiny().parser, image_size=128,
-                      lookup=LookupShaderConfig(parser_size=64, work_size=64, widths=(4, 8), head_width=4))
+                      lookup=LookupShaderConfig(parser_size=64, work_size=64, widths=(4, 8), head_width=4,
+                                                 ink=True))
 
 
 PRESETS = {"official": _official, "small": _small, "tiny": _tiny, "lookup": _lookup, "lookup-tiny": _lookup_tiny}

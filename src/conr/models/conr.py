@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from conr.models.config import CoNRConfig
-from conr.models.lookup_shader import LookupShader
+from conr.models.lookup_shader import LookupShader, sheet_ink
 from conr.models.matching import SurfaceIndex, inner_surface
 from conr.models.rgba_decoder import RGBADecoder
 from conr.models.shader import CINNShader
@@ -35,6 +35,7 @@ class CharacterSheet:
     features: list[Tensor]  # parser features, deepest first, each (1, V, C, h, w); empty in the lookup family
     udp: Tensor | None  # (V, 4, H, W) the parser's UDP of each view, when asked for (always in the lookup family)
     index: SurfaceIndex | None = None  # the lookup family's k-d trees over `udp`
+    ink: Tensor | None = None  # (1, 6) the sheet's line colour (lookup_shader.sheet_ink), if the shader reads it
 
     @property
     def views(self) -> int:
@@ -45,7 +46,8 @@ class CharacterSheet:
             return t.to(device=device, dtype=dtype or t.dtype)
 
         return CharacterSheet(mv(self.reference), [mv(f) for f in self.features],
-                              None if self.udp is None else mv(self.udp), self.index)
+                              None if self.udp is None else mv(self.udp), self.index,
+                              None if self.ink is None else mv(self.ink))
 
 
 class CoNR(nn.Module):
@@ -90,7 +92,9 @@ class CoNR(nn.Module):
             vis = torch.minimum(udp[:, 3:4], masks)
             udp = torch.cat([udp[:, :3] * (vis > 0.5), vis], 1)
             index = SurfaceIndex(inner_surface(udp, self.cfg.lookup.edge_margin))
-            return CharacterSheet(torch.cat([images, masks], 1).unsqueeze(0), [], udp, index)
+            reference = torch.cat([images, masks], 1).unsqueeze(0)
+            ink = sheet_ink(reference) if self.cfg.lookup.ink else None  # once per sheet, not per frame
+            return CharacterSheet(reference, [], udp, index, ink)
         udp, feats = self.udpparsernet(images, decode=with_udp)
         reference = torch.cat([masks * images, masks], dim=1).unsqueeze(0)
         return CharacterSheet(reference, [f.unsqueeze(0) for f in feats], udp)
@@ -113,7 +117,7 @@ class CoNR(nn.Module):
             coords, distance = match(sheet, target)
             info: dict[str, Tensor] | None = {} if trace is not None else None
             assert sheet.udp is not None
-            out = self.shader(target, sheet.reference, sheet.udp.unsqueeze(0), coords, distance, info)
+            out = self.shader(target, sheet.reference, sheet.udp.unsqueeze(0), coords, distance, info, sheet.ink)
             if trace is not None:
                 trace.append({**(info or {}), "initial_coords": coords, "distance": distance})
             return out

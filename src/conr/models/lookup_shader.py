@@ -11,7 +11,9 @@ network here only corrects what that guess gets wrong (the parser's UDP is never
   by a softmax of their confidences, so detail survives at any resolution;
 - a full-resolution head adds what no view can give: colour where no view shows the surface, a
   shading gain, and the ink outline just outside the silhouette. Alpha is the target's, plus that
-  outline.
+  outline. With `ink`, the outline and the lines inside the figure (where one body part passes in
+  front of another) are drawn in the sheet's own line colour (`sheet_ink`), which the head is told:
+  copying cannot draw them, as the sheet's lines lie where the sheet's pose put them.
 
 Tensors: B frames, V views, S the image size; per-view tensors are folded to (B*V, C, h, w).
 """
@@ -43,6 +45,9 @@ class LookupShaderConfig:
     # draws the outline). 0.016 is 3 px of a 190 px view (a figure filling a 256 px image): the best of
     # 0 to 0.027 on validation characters (seed 700000; right pixels at 256 px 0.48 without, 0.52 with).
     edge_margin: float = 0.016
+    # Draw the outline and inner lines in the sheet's line colour (sheet_ink). Off in files saved
+    # before it existed, which have no such head inputs.
+    ink: bool = False
 
 
 def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -68,8 +73,47 @@ class ViewExchange(nn.Module):
 # Per-view input channels: warped RGBA (4), UDP mismatch after the warp (3), match distance and
 # matched flag (2), the view's own warped UDP visibility (1), the target's XYZ * A and A (4).
 VIEW_INPUTS = 14
-# Full-resolution head outputs: residual RGB (3), its gate (1), shading gain (1), outline alpha (1).
+# Full-resolution head outputs: residual RGB (3), its gate (1), shading gain (1), outline alpha (1),
+# with `ink` also the inner lines' coverage (1).
 HEAD_OUTPUTS = 6
+# With `ink`, the head also reads the sheet's line colour and the colour just inside its lines (6).
+INK_INPUTS = 6
+# Sheet-side widths of sheet_ink's bands, in pixels of a 256 px view (scaled with the view's side).
+_INK_BAND, _INNER_FROM, _INNER_TO = 1, 3, 6
+
+
+def _erode(mask: Tensor, radius: int) -> Tensor:
+    """Erosion of (N, 1, h, w) by a square, as a row pass and a column pass."""
+    if radius < 1:
+        return mask
+    k = 2 * radius + 1
+    rows = -F.max_pool2d(-mask, (1, k), stride=1, padding=(0, radius))
+    return -F.max_pool2d(-rows, (k, 1), stride=1, padding=(radius, 0))
+
+
+def sheet_ink(reference: Tensor) -> Tensor:
+    """The sheet's line colour and the colour just inside it: (N, V, 4, s, s) premultiplied RGBA ->
+    (N, 6). The line colour is the median straight colour of each view's outermost touched pixels
+    (a line pixel's straight colour is the ink's whatever its coverage); the inner colour is the
+    median a few pixels further in. Where a drawing has no lines the two are alike, which is how the
+    head tells whether to draw any."""
+    n, v, _, s, _ = reference.shape
+    rgba = reference.flatten(0, 1).float()  # (N*V, 4, s, s)
+    a = rgba[:, 3:4]
+    straight = (rgba[:, :3] / a.clamp_min(_EPS)).clamp(0, 1)
+    unit = max(1, round(s / 256))
+    touched = (a > 0.3).float()  # fainter pixels: 8-bit premultiplied colour leaves their hue to rounding
+    band = (touched - _erode(touched, _INK_BAND * unit)) > 0.5
+    solid = (a > 0.5).float()
+    inner = (_erode(solid, _INNER_FROM * unit) - _erode(solid, _INNER_TO * unit)) > 0.5
+    out = reference.new_zeros(n, INK_INPUTS).float()
+    for k in range(n):
+        views = slice(k * v, (k + 1) * v)
+        for j, mask in enumerate((band, inner)):
+            cols = straight[views].permute(1, 0, 2, 3)[:, mask[views, 0]]  # (3, P)
+            if cols.shape[1] > 0:
+                out[k, 3 * j:3 * j + 3] = cols.median(1).values
+    return out.to(reference.dtype)
 
 
 class LookupShader(nn.Module):
@@ -84,18 +128,23 @@ class LookupShader(nn.Module):
         self.view_head = nn.Conv2d(w[0], 3, 3, 1, 1)  # flow correction (2), confidence (1)
         self.feature_head = nn.Conv2d(w[0], cfg.head_width, 1)
         hw = cfg.head_width
-        self.head = nn.Sequential(nn.Conv2d(hw + 3 + 1 + 4, hw, 3, 1, 1), nn.PReLU(hw),
+        extra = INK_INPUTS if cfg.ink else 0
+        self.head = nn.Sequential(nn.Conv2d(hw + 3 + 1 + 4 + extra, hw, 3, 1, 1), nn.PReLU(hw),
                                   nn.Conv2d(hw, hw, 3, 1, 1), nn.PReLU(hw),
-                                  nn.Conv2d(hw, HEAD_OUTPUTS, 3, 1, 1))
+                                  nn.Conv2d(hw, HEAD_OUTPUTS + int(cfg.ink), 3, 1, 1))
         # Untrained, the shader is the plain lookup: no correction, the nearest match's view, no
-        # residual colour, no shading change and no outline.
-        for conv, bias in ((self.view_head, (0.0, 0.0, 0.0)), (self.head[-1], (0.0, 0.0, 0.0, -6.0, 0.0, -6.0))):
+        # residual colour, no shading change, no outline and no lines.
+        head_bias = (0.0, 0.0, 0.0, -6.0, 0.0, -6.0) + ((-6.0,) if cfg.ink else ())
+        for conv, bias in ((self.view_head, (0.0, 0.0, 0.0)), (self.head[-1], head_bias)):
             nn.init.zeros_(conv.weight)
             with torch.no_grad():
                 conv.bias.copy_(torch.tensor(bias))
+        if cfg.ink:  # the line colour has no say until trained
+            with torch.no_grad():
+                self.head[0].weight[:, -INK_INPUTS:].zero_()
 
     def forward(self, target: Tensor, reference: Tensor, sheet_udp: Tensor, coords: Tensor, distance: Tensor,
-                trace: dict[str, Tensor] | None = None) -> Tensor:
+                trace: dict[str, Tensor] | None = None, ink: Tensor | None = None) -> Tensor:
         """
         target: (B, 4, H, W) the pose: surface XYZ * A and A.
         reference: (1 or B, V, 4, s, s) the sheet views' RGBA, RGB premultiplied, at the sheet's own size.
@@ -104,6 +153,7 @@ class LookupShader(nn.Module):
         the sheet pixel (x, y) of each view that shows each target pixel's surface point, and how far.
         trace: if a dict is given, it receives "coords" (B, V, 2, H, W) the corrected matches and
         "weight" (B, V, 1, H, W) the views' blend weights.
+        ink: (1 or B, 6) sheet_ink(reference), if already known (it is read once per sheet).
         Returns RGBA (B, 4, H, W), RGB premultiplied.
         """
         cfg = self.cfg
@@ -148,7 +198,11 @@ class LookupShader(nn.Module):
         any_match = matched.view(b, v, 1, h, w).amax(1)  # (B, 1, H, W)
 
         feats = (weight * _resize(self.feature_head(x), (h, w)).view(b, v, -1, h, w)).sum(1)
-        head = self.head(torch.cat([feats, straight, any_match, target], 1))
+        head_in = [feats, straight, any_match, target]
+        if cfg.ink:
+            ink = (sheet_ink(reference) if ink is None else ink).expand(b, INK_INPUTS)  # (B, 6)
+            head_in.append(ink[:, :, None, None].expand(b, INK_INPUTS, h, w))
+        head = self.head(torch.cat(head_in, 1))
         residual = torch.sigmoid(head[:, 0:3])
         gate = torch.maximum(torch.sigmoid(head[:, 3:4]), 1 - any_match)
         gain = 2 * torch.sigmoid(head[:, 4:5])
@@ -159,7 +213,13 @@ class LookupShader(nn.Module):
         if trace is not None:
             trace["coords"] = coords.view(b, v, 2, h, w)
             trace["weight"] = weight
-        return torch.cat([rgb * alpha, alpha], 1)
+        if not cfg.ink:
+            return torch.cat([rgb * alpha, alpha], 1)
+        # The outline covers what the figure leaves of a pixel, the inner lines part of the figure.
+        lines = torch.sigmoid(head[:, 6:7])
+        ink_rgb = ink[:, :3, None, None]
+        premultiplied = rgb * a * (1 - lines) + ink_rgb * (a * lines + (1 - a) * outline)
+        return torch.cat([premultiplied, alpha], 1)
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:

@@ -35,6 +35,9 @@ SHEET_EXTS = {".png"}
 POSE_EXTS = {"udp": UDP_EXTS, "image": {".png"}}
 # The original refuses a sheet view whose square crop is at least this opaque on average.
 MAX_SHEET_OPACITY = 0.95
+# Every view is matched against every frame: memory grows with the views (200 small views take 5 GB),
+# and two to four views work best.
+MAX_SHEET_VIEWS = 16
 
 
 def _cpu_has_bf16() -> bool:
@@ -94,6 +97,13 @@ def find_poses(poses: str | Path | Sequence[str | Path], kind: PoseKind | Litera
                         f"(e.g. {first['image'].name})", Path(poses) if single else None,
                         "keep one kind per sequence, or force one with --pose-kind udp|image")
     return sources
+
+
+def check_sheet_views(views: Sequence[object], where: str | Path | None = None) -> None:
+    """Refuse a character sheet of more views than a render holds in memory."""
+    if len(views) > MAX_SHEET_VIEWS:
+        raise ConrError(f"the character sheet has {len(views)} images; at most {MAX_SHEET_VIEWS} views are read",
+                        where, "give the character's 2 to 4 clearest views (front, back, sides), in a folder of their own")
 
 
 def find_sheets(sheets: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -193,6 +203,7 @@ class Renderer:
 
     def load_sheet(self, sheets: str | Path | Sequence[str | Path]) -> CharacterSheet:
         paths = find_sheets(sheets)
+        check_sheet_views(paths, sheets if isinstance(sheets, (str, Path)) else None)
         return self.encode_sheet([read_rgba(p) for p in paths], names=[str(p) for p in paths])
 
     def encode_sheet(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None,
@@ -201,6 +212,7 @@ class Renderer:
         names = list(names) if names is not None else [f"view {i}" for i in range(len(images))]
         if not images:
             raise ConrError("the character sheet has no images", hint="give at least one cut-out PNG")
+        check_sheet_views(images)
         prepared = []
         size = self.sheet_size(images)
         for img, name in zip(images, names):

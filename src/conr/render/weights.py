@@ -71,7 +71,13 @@ def check_state_dict(module: torch.nn.Module, sd: Mapping[str, Tensor], source: 
     unexpected = [k for k in sd if k not in expected]
     shapes = [f"{k} {tuple(sd[k].shape)} (expected {tuple(v.shape)})"
               for k, v in expected.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    if not (missing or unexpected or shapes):
+    # Integer or boolean tensors where the model has floats would fail deep inside torch; NaN or
+    # infinite weights would draw nothing and blame the sheet.
+    kinds = [f"{k} ({sd[k].dtype})" for k, v in expected.items()
+             if k in sd and v.is_floating_point() and not sd[k].is_floating_point()]
+    broken = [k for k, v in expected.items()
+              if k in sd and sd[k].is_floating_point() and not bool(torch.isfinite(sd[k]).all())]
+    if not (missing or unexpected or shapes or kinds or broken):
         return
 
     def head(items: list[str]) -> str:
@@ -85,6 +91,10 @@ def check_state_dict(module: torch.nn.Module, sd: Mapping[str, Tensor], source: 
         problems.append(f"unexpected keys: {head(unexpected)}")
     if shapes:
         problems.append(f"wrong shapes: {head(shapes)}")
+    if kinds:
+        problems.append(f"not floating point: {head(kinds)}")
+    if broken:
+        problems.append(f"NaN or infinite values: {head(broken)}")
     raise ConrError("checkpoint does not match the model architecture; " + "; ".join(problems), source,
                     "use weights made for this architecture (the original release's, or ones converted/"
                     "trained with conr for the same preset)")
@@ -188,8 +198,8 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     path = BUNDLED if path is None else Path(path)
     if path.is_dir() and (path / RUN_WEIGHTS).is_file():
         path = path / RUN_WEIGHTS  # a `conr train` run folder: its newest weights
-    if path.is_dir() and (path / "run.json").is_file() and not is_original_dir(path):
-        ckpts = sorted((path / "checkpoints").glob("step_*/model.safetensors"))
+    ckpts = sorted((path / "checkpoints").glob("step_*/model.safetensors")) if path.is_dir() else []
+    if path.is_dir() and ((path / "run.json").is_file() or ckpts) and not is_original_dir(path):
         raise ConrError(f"this `conr train` run folder has no {RUN_WEIGHTS} yet (the run is still going, or "
                         "stopped before it finished)", path,
                         f"give one of its checkpoints, e.g. --weights {ckpts[-1]}" if ckpts else

@@ -69,6 +69,15 @@ def read_data_folder(folder: str | Path) -> list[Character]:
     if not folder.is_dir():
         raise ConrError("data folder does not exist" if not folder.exists() else "is not a folder", folder,
                         f"pass {_LAYOUTS}")
+    try:
+        return _read_layout(folder)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:  # a field missing or of another type
+        name = "manifest.json" if (folder / "manifest.json").is_file() else "poses.json"
+        raise ConrError(f"malformed {name} ({type(e).__name__}: {e})", folder / name,
+                        "make the folder again with `conr synth` or `conr poses`") from None
+
+
+def _read_layout(folder: Path) -> list[Character]:
     tag = folder.resolve().name
     if (folder / "manifest.json").is_file():
         manifest = _read_json(folder / "manifest.json")
@@ -190,6 +199,31 @@ class CropJitter:
                     c_left - left, left + cw - c_right, ch, cw)
 
 
+@dataclass(frozen=True)
+class NativeWindow:
+    """A `size` x `size` window around the alpha's bounding box at the image's own pixel scale,
+    shifted at random by up to `shift` of the box: what the lookup family's shader sees when
+    `conr render` draws frames at their own size (outline and edges as wide as there, not zoomed).
+    A box larger than the window is taken whole (and resized), as rendering caps the size."""
+
+    size: int
+    shift: float = 0.06
+
+    def __call__(self, alpha: np.ndarray, rng: np.random.Generator) -> Crop | None:
+        base = square_crop(alpha)
+        if base is None or base.padded_h >= self.size:
+            return base
+        h, w = alpha.shape
+        box = base.padded_h
+        cy = base.top - base.pad_top + box / 2 + rng.uniform(-self.shift, self.shift) * box
+        cx = base.left - base.pad_left + box / 2 + rng.uniform(-self.shift, self.shift) * box
+        top, left = int(round(cy - self.size / 2)), int(round(cx - self.size / 2))
+        c_top, c_left = max(top, 0), max(left, 0)
+        c_bottom, c_right = min(top + self.size, h), min(left + self.size, w)
+        return Crop(h, w, c_top, c_bottom, c_left, c_right, c_top - top, top + self.size - c_bottom,
+                    c_left - left, left + self.size - c_right, self.size, self.size)
+
+
 # ---------------------------------------------------------------- samples
 
 
@@ -205,7 +239,8 @@ class SampleKey:
 class SampleSet(Dataset):
     """(character, target frame) pairs of some characters."""
 
-    def __init__(self, characters: Sequence[Character], size: int, jitter: CropJitter | None = CropJitter(),
+    def __init__(self, characters: Sequence[Character], size: int,
+                 jitter: CropJitter | NativeWindow | None = CropJitter(),
                  flow: bool = True, photometric: Photometric | None = None):
         """photometric: each image's own random look (for the UDP parser alone: the target images
         then no longer match the sheet's colours)."""

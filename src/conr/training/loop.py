@@ -31,7 +31,8 @@ from conr.errors import ConrError
 from conr.models import CoNR, preset
 from conr.training import checkpoint
 from conr.training.augment import Photometric
-from conr.training.data import CropJitter, SampleKey, SampleSet, StepSampler, check_files, read_data, split_characters
+from conr.training.data import (CropJitter, NativeWindow, SampleKey, SampleSet, StepSampler, check_files, read_data,
+                                split_characters)
 from conr.training.losses import LossWeights, training_loss
 from conr.training.monitor import MetricsLog, write_grid
 from conr.training.step import forward
@@ -170,19 +171,42 @@ def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> None:
         if part not in source.parts or part not in learned:
             continue
         mine, theirs = model.part(part).state_dict(), source.part(part).state_dict()
-        if mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine):
+        if mine.keys() != theirs.keys():
+            continue
+        if all(mine[k].shape == theirs[k].shape for k in mine):
             model.part(part).load_state_dict(theirs)
             loaded.append(part)
+        elif all(_grows(theirs[k].shape, mine[k].shape) for k in mine):
+            model.part(part).load_state_dict(_widened(mine, theirs))
+            loaded.append(f"{part} (widened: the new inputs and outputs start as the untrained model's)")
     if not loaded:
         raise ConrError("no part of these weights fits the architecture being trained", Path(path),
                         "give --init weights of the same preset (or whose UDP parser is the same)")
     log(f"init: {', '.join(loaded)} from {path}")
 
 
+def _grows(old: torch.Size, new: torch.Size) -> bool:
+    return len(old) == len(new) and all(o <= n for o, n in zip(old, new))
+
+
+def _widened(mine: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An architecture that grew inputs or outputs (e.g. the lookup shader's ink) keeps what the
+    smaller one learned: every tensor's leading block is theirs, the rest stays this model's (the
+    untrained model gives new inputs no say)."""
+    out = {}
+    for k, t in mine.items():
+        t = t.clone()
+        t[tuple(slice(0, n) for n in theirs[k].shape)] = theirs[k]
+        out[k] = t
+    return out
+
+
 # Each numeric option's allowed range (inclusive low, inclusive high; None: unbounded).
-_RANGES = {"steps": (1, None), "batch_size": (1, None), "lr": (1e-12, 10.0), "weight_decay": (0.0, 10.0),
-           "warmup": (0, None), "min_lr": (0.0, 1.0), "clip": (1e-9, None), "seed": (0, None), "workers": (0, 256),
-           "log_every": (1, None), "sample_every": (1, None), "save_every": (1, None), "size": (32, 8192)}
+_MAX_STEPS = 100_000_000  # ~3 years at a step a second: past it a number is a typo, not a plan
+_RANGES = {"steps": (1, _MAX_STEPS), "batch_size": (1, 65536), "lr": (1e-12, 10.0), "weight_decay": (0.0, 10.0),
+           "warmup": (0, _MAX_STEPS), "min_lr": (0.0, 1.0), "clip": (1e-9, None), "seed": (0, 2**63 - 1),
+           "workers": (0, 256), "log_every": (1, None), "sample_every": (1, None),
+           "save_every": (1, None), "size": (32, 8192)}  # a large *_every: never
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -191,7 +215,10 @@ def check_config(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         bad = not math.isfinite(float(value)) or value < lo or (hi is not None and value > hi)
         if bad:
-            allowed = f"at least {lo:g}" if hi is None else f"from {lo:g} to {hi:g}"
+            def show(v: float) -> str:
+                return f"{v:,}" if isinstance(v, int) else f"{v:g}"
+
+            allowed = f"at least {show(lo)}" if hi is None else f"from {show(lo)} to {show(hi)}"
             raise ConrError(f"--{name.replace('_', '-')} {value}: must be {allowed}")
     for name, weight in dataclasses.asdict(cfg.losses).items():
         if not math.isfinite(weight) or weight < 0:
@@ -310,7 +337,12 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         check_files(characters)
     views = (min(cfg.views[0], cfg.views[1]), cfg.views[1])
     parser_only = cfg.stage == "parser"
-    jitter = (CropJitter(scale=(0.85, 1.5)) if parser_only else CropJitter()) if cfg.jitter else None
+    jitter: CropJitter | NativeWindow | None = None
+    if cfg.jitter:
+        jitter = CropJitter(scale=(0.85, 1.5)) if parser_only else CropJitter()
+        if preset(cfg.preset).family == "lookup" and not parser_only:
+            # Its shader draws at the frames' own size: train it at their pixel scale, not zoomed.
+            jitter = NativeWindow(cfg.size)
     train_set = SampleSet(train_chars, cfg.size, jitter=jitter, flow=not parser_only,
                           photometric=Photometric() if parser_only and cfg.photometric else None)
     if train_set.max_views < views[1]:

@@ -31,6 +31,16 @@ def _checked(model: Model) -> Model:
     if model.mesh.num_faces > MAX_TRIANGLES:
         raise ConrError(f"the model has {model.mesh.num_faces:,} triangles, over the limit of {MAX_TRIANGLES:,}",
                         path=model.path, hint="decimate it (Blender: Decimate modifier) to a few hundred thousand")
+    # Every frame is framed and encoded from the rest pose: without a finite, non-flat one every
+    # frame would come out empty.
+    rest = model.mesh.rest_vertices()
+    if not bool(rest.isfinite().all()):
+        raise ConrError("the model in its rest pose has vertices that are not finite (nan or inf)", path=model.path,
+                        hint="a bone or node transform is corrupt: re-export the model")
+    if float((rest.amax(0) - rest.amin(0)).max()) <= 1e-6 * max(1.0, float(rest.abs().max())):
+        raise ConrError("the model in its rest pose has no size: all its vertices are at one point", path=model.path,
+                        hint="a bone or node is scaled to nothing in the rest pose: re-export the model with its "
+                             "scale applied")
     return model
 
 

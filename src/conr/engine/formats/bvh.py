@@ -56,6 +56,15 @@ class BvhMotion:
 
 MAX_BVH_BYTES = 1024 * 2 ** 20  # an hour of 120 fps capture of a 100-joint skeleton is about 900 MB
 MAX_BVH_FRAMES = 1_000_000
+# Deeper than any skeleton (a hand is about 6 joints from the hips' end of a 20-joint chain); the
+# reader recurses once per level.
+MAX_BVH_DEPTH = 256
+# Frame times from 10000 frames a second to one frame in 10 s: outside them the number is damage,
+# and resampling to --fps would make billions of frames (or none).
+MIN_FRAME_TIME, MAX_FRAME_TIME = 1e-4, 10.0
+# No angle in degrees or position in any unit is this large; past it a number is damage, and the
+# skeleton's transforms would overflow into blank frames.
+MAX_BVH_VALUE = 1e7
 
 
 def load_bvh(path: str | Path) -> BvhMotion:
@@ -98,9 +107,20 @@ def load_bvh(path: str | Path) -> BvhMotion:
     def number() -> float:
         tok, ln = take()
         try:
-            return float(tok)
+            value = float(tok)
         except ValueError:
             raise fail(f"expected a number, found {tok!r}", ln) from None
+        if not (math.isfinite(value) and abs(value) <= MAX_BVH_VALUE):
+            raise fail(f"the number {tok!r} is not finite or not plausible (beyond {MAX_BVH_VALUE:g})", ln)
+        return value
+
+    def count(what: str, hi: int) -> tuple[int, int]:
+        tok, ln = take()
+        if not tok.isdigit():
+            raise fail(f"{what} must be a whole number from 0, found {tok!r}", ln)
+        if int(tok) > hi:
+            raise fail(f"{what} is {tok}, over the limit of {hi}", ln)
+        return int(tok), ln
 
     take("HIERARCHY")
     names: list[str] = []
@@ -108,8 +128,10 @@ def load_bvh(path: str | Path) -> BvhMotion:
     offsets: list[list[float]] = []
     channels: list[list[str]] = []
 
-    def joint(parent: int) -> None:
-        name, _ = take()
+    def joint(parent: int, depth: int = 0) -> None:
+        name, ln = take()
+        if depth > MAX_BVH_DEPTH:
+            raise fail(f"joints nest more than {MAX_BVH_DEPTH} levels deep", ln)
         take("{")
         idx = len(names)
         names.append(name)
@@ -119,7 +141,7 @@ def load_bvh(path: str | Path) -> BvhMotion:
         chans: list[str] = []
         if pos < len(tokens) and tokens[pos][0].upper() == "CHANNELS":
             take()
-            n = int(number())
+            n, _ = count("a joint's CHANNELS count", 6)  # 3 positions and 3 rotations at most
             for _ in range(n):
                 c, ln = take()
                 if c.lower() not in _ROT and c.lower() not in _POS:
@@ -130,7 +152,7 @@ def load_bvh(path: str | Path) -> BvhMotion:
             tok, ln = take()
             key = tok.upper()
             if key == "JOINT":
-                joint(idx)
+                joint(idx, depth + 1)
             elif key == "END":
                 take("SITE")
                 take("{")
@@ -150,7 +172,7 @@ def load_bvh(path: str | Path) -> BvhMotion:
         raise fail("more than one ROOT is not supported", tokens[pos][1])
     take("MOTION")
     take("FRAMES:")
-    frames = int(number())
+    frames, _ = count("the number of frames the header announces", MAX_BVH_FRAMES)
     tok, ln = take()
     if tok.upper() == "FRAME":
         take("TIME:")
@@ -159,8 +181,9 @@ def load_bvh(path: str | Path) -> BvhMotion:
     frame_time = number()
     if frame_time <= 0:
         raise fail("frame time must be positive", ln)
-    if frames > MAX_BVH_FRAMES:
-        raise fail(f"the header announces {frames} frames, over the limit of {MAX_BVH_FRAMES}", ln)
+    if not MIN_FRAME_TIME <= frame_time <= MAX_FRAME_TIME:
+        raise fail(f"frame time {frame_time:g} s is outside {MIN_FRAME_TIME:g} to {MAX_FRAME_TIME:g} s "
+                   f"({1 / MAX_FRAME_TIME:g} to {1 / MIN_FRAME_TIME:g} frames a second)", ln)
     width = sum(len(c) for c in channels)
     start_line = header_end + 1
     body = [n for n in range(header_end, len(lines)) if lines[n].strip()][:max(frames, 0)]
@@ -171,6 +194,10 @@ def load_bvh(path: str | Path) -> BvhMotion:
     if not np.isfinite(values).all():
         bad = int(np.argwhere(~np.isfinite(values))[0, 0])
         raise fail(f"frame {bad} holds a value that is not finite (nan or inf)", start_line + bad)
+    if values.size and np.abs(values).max() > MAX_BVH_VALUE:
+        bad = int(np.argwhere(np.abs(values) > MAX_BVH_VALUE)[0, 0])
+        raise fail(f"frame {bad} holds a value beyond {MAX_BVH_VALUE:g}, which is no angle or position",
+                   start_line + bad)
     if frames == 0:
         raise ConrError("BVH has no frames", path=path, hint="export at least one frame of motion")
     skel = Skeleton.from_offsets(names, parents, torch.tensor(offsets, dtype=torch.float32))

@@ -29,6 +29,21 @@ _NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "M
 GLB_MAGIC = 0x46546C67
 # Required extensions without which the geometry cannot be read at all.
 _UNSUPPORTED_REQUIRED = {"KHR_draco_mesh_compression", "EXT_meshopt_compression"}
+# Rows of one accessor: three indices of every triangle of the largest model read (5 million), with
+# room to spare. An accessor without a buffer view is zeros of its count: a few bytes of JSON could
+# otherwise ask for gigabytes.
+MAX_ACCESSOR_COUNT = 2 ** 24
+# An animation is sampled at 30 frames a second into a transform of every node: past an hour, or
+# past this many node transforms in all (about 1.3 GB), it is not an animation to render.
+MAX_ANIMATION_SECONDS = 3600.0
+MAX_ANIMATION_TRANSFORMS = 20_000_000
+# What a malformed document raises on the way (a missing key, an index past a list, a string where a
+# number belongs): reported as the file's fault, naming what was wrong.
+_MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError, np.linalg.LinAlgError)
+
+
+class _BadValue(ValueError):
+    """A value the reader itself found wrong; its message says what, for the user."""
 
 
 @dataclass
@@ -65,7 +80,8 @@ class _Doc:
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise ConrError(f"not a glTF file: neither GLB nor JSON ({err})", path=path,
                                 hint="export the model as .glb or .gltf (glTF 2.0)") from None
-        if not isinstance(self.gltf, dict) or not str(self.gltf.get("asset", {}).get("version", "")).startswith("2"):
+        asset = self.gltf.get("asset") if isinstance(self.gltf, dict) else None
+        if not isinstance(asset, dict) or not str(asset.get("version", "")).startswith("2"):
             raise ConrError("only glTF 2.0 is supported (asset.version is missing or not 2.x)", path=path,
                             hint="re-export the model as glTF 2.0")
         unsupported = sorted(set(self.gltf.get("extensionsRequired", [])) & _UNSUPPORTED_REQUIRED)
@@ -91,7 +107,11 @@ class _Doc:
             if len(chunk) < clen:
                 raise ConrError("GLB chunk runs past the end of the file", path=self.path, hint="the file is truncated")
             if ctype == 0x4E4F534A:
-                doc = json.loads(chunk.decode("utf-8"))
+                try:
+                    doc = json.loads(chunk.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                    raise ConrError(f"the GLB's JSON chunk is not UTF-8 JSON ({err})", path=self.path,
+                                    hint="the file is corrupt: re-export or download it again") from None
             elif ctype == 0x004E4942 and self.bin is None:
                 self.bin = chunk
             pos += 8 + clen + (-clen % 4)
@@ -146,6 +166,9 @@ class _Doc:
             ncomp, count = _NCOMP[acc["type"]], acc["count"]
         except (KeyError, IndexError, TypeError):
             raise ConrError(f"accessor {i} is missing or malformed", path=self.path) from None
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_ACCESSOR_COUNT:
+            raise ConrError(f"accessor {i} has count {count!r}; a count is a whole number from 0 to "
+                            f"{MAX_ACCESSOR_COUNT:,}", path=self.path, hint="the model is corrupt; re-export it")
         if "bufferView" in acc:
             data, offset, length, stride = self.view_bytes(acc["bufferView"])
             offset += acc.get("byteOffset", 0)
@@ -223,13 +246,30 @@ def _read_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _numbers(node: dict, key: str, default: list[float]) -> np.ndarray:
+    """A node's `matrix`, `translation`, `rotation` or `scale`: that many finite numbers."""
+    value = np.array(node.get(key, default), float).reshape(-1)
+    if value.shape != (len(default),) or not np.isfinite(value).all():
+        raise _BadValue(f"node {node.get('name', '')!r} has a {key} that is not {len(default)} finite numbers")
+    return value
+
+
 def _node_local(node: dict) -> np.ndarray:
     if "matrix" in node:
-        return np.array(node["matrix"], float).reshape(4, 4).T  # glTF stores column-major
-    t = torch.tensor(node.get("translation", [0, 0, 0]), dtype=torch.float64)
-    r = quat_to_matrix(torch.tensor(node.get("rotation", [0, 0, 0, 1]), dtype=torch.float64))
-    s = torch.tensor(node.get("scale", [1, 1, 1]), dtype=torch.float64)
+        return _numbers(node, "matrix", [0.0] * 16).reshape(4, 4).T  # glTF stores column-major
+    t = torch.tensor(_numbers(node, "translation", [0, 0, 0]), dtype=torch.float64)
+    r = quat_to_matrix(torch.tensor(_numbers(node, "rotation", [0, 0, 0, 1]), dtype=torch.float64))
+    s = torch.tensor(_numbers(node, "scale", [1, 1, 1]), dtype=torch.float64)
     return compose(r, t, s).numpy()
+
+
+def _inverse(m: np.ndarray) -> np.ndarray:
+    """Inverses of (..., 4, 4) transforms; a node scaled to nothing (legal glTF, to hide it) has none,
+    and gets the pseudo-inverse."""
+    try:
+        return np.linalg.inv(m)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(m)
 
 
 def _topological_nodes(gltf: dict, path: Path) -> tuple[list[int], list[int]]:
@@ -276,6 +316,21 @@ def _triangles(mode: int, idx: np.ndarray) -> np.ndarray | None:
 def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
     """Read a .gltf, .glb or .vrm file into a skinned mesh over all its nodes, plus its animations."""
     path = Path(path)
+    try:
+        return _load_gltf(path, fps)
+    except _MALFORMED as err:
+        if isinstance(err, _BadValue):
+            what = str(err)
+        elif isinstance(err, (KeyError, IndexError)):
+            what = f"a reference to something the file lacks ({type(err).__name__} {err})"
+        else:
+            what = f"{type(err).__name__}: {err}"
+        raise ConrError(f"malformed glTF document: {what}", path=path,
+                        hint="the file breaks the glTF 2.0 rules: re-export it (or check it with the Khronos "
+                             "glTF validator)") from None
+
+
+def _load_gltf(path: Path, fps: float) -> GltfModel:
     doc = _Doc(path)
     g = doc.gltf
     nodes = g.get("nodes", [])
@@ -293,7 +348,7 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
                               dtype=torch.float32)
     skel = Skeleton(names, [pos_of[parent[n]] if parent[n] >= 0 else -1 for n in order], rest_local)
     rest_global = skel.rest_global().double().numpy()
-    inverse_bind = np.linalg.inv(rest_global)
+    inverse_bind = _inverse(rest_global)
     skin_owner: dict[int, int] = {}
     messages: list[str] = []
     for si, skin in enumerate(g.get("skins", [])):
@@ -357,7 +412,7 @@ def load_gltf(path: str | Path, fps: float = 30.0) -> GltfModel:
                 # A rigid mesh follows its own node: bind-space position = inverse(IBM) @ mesh-space position.
                 j = np.full((len(p), 4), pos_of[n], np.int64)
                 w = np.tile([1.0, 0, 0, 0], (len(p), 1))
-                m = np.linalg.inv(inverse_bind[pos_of[n]])
+                m = _inverse(inverse_bind[pos_of[n]])
                 vb = p @ m[:3, :3].T + m[:3, 3]
             col, tex_img, tint, cutoff = _material_colours(doc, prim, attrs, tris, texture_cache, warned_textures, messages)
             # Primitives that share vertex accessors (one per material, typically) share vertices.
@@ -471,12 +526,19 @@ def _sample_animation(doc: _Doc, anim: dict, index: int, order: list[int], pos_o
         smp = anim["samplers"][ch["sampler"]]
         times = doc.accessor(smp["input"])[:, 0]
         vals = doc.accessor(smp["output"])
+        if not (np.isfinite(times).all() and np.isfinite(vals).all()):
+            raise ConrError(f"animation {anim.get('name') or index} has keyframe times or values that are not "
+                            "finite (nan or inf)", path=doc.path, hint="the animation is corrupt; re-export it")
         if smp.get("interpolation") == "CUBICSPLINE":
             vals = vals.reshape(len(times), 3, -1)[:, 1]  # keep the values, drop in/out tangents
         chans.append((tgt["node"], tgt["path"], times, vals, smp.get("interpolation", "LINEAR")))
         if len(times):
             end = max(end, float(times[-1]))
-    count = max(1, int(round(end * fps)) + 1)
+    count = max(1, int(round(min(end, MAX_ANIMATION_SECONDS + 1) * fps)) + 1)
+    if end > MAX_ANIMATION_SECONDS or count * len(order) > MAX_ANIMATION_TRANSFORMS:
+        raise ConrError(f"animation {anim.get('name') or index} lasts {end:g} s over {len(order)} nodes, more than "
+                        f"conr samples (an hour, {MAX_ANIMATION_TRANSFORMS:,} node transforms in all)",
+                        path=doc.path, hint="export a shorter clip, or check the keyframe times (seconds, not frames)")
     t = np.arange(count) / fps
     trs = {n: {"translation": np.tile(nodes[n].get("translation", [0, 0, 0]), (count, 1)).astype(float),
                "rotation": np.tile(nodes[n].get("rotation", [0, 0, 0, 1]), (count, 1)).astype(float),

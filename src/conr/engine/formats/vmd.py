@@ -106,6 +106,8 @@ def _curves(interp: bytes) -> np.ndarray:
 
 
 MAX_VMD_BYTES = 512 * 2 ** 20  # 111 bytes a bone key: about 4.8 million keys
+# The motion is sampled at every frame up to its last key: as many as a BVH may hold (9 hours at 30 fps).
+MAX_VMD_FRAME = 1_000_000
 
 
 def load_vmd(path: str | Path) -> VmdMotion:
@@ -145,6 +147,14 @@ def load_vmd(path: str | Path) -> VmdMotion:
         keys.sort(key=lambda x: x[0])
         tracks[name] = (np.array([k[0] for k in keys], float), np.array([k[1] for k in keys], float),
                         np.array([k[2] for k in keys], float), np.stack([k[3] for k in keys]))
+        frames, pos_keys, quats, _ = tracks[name]
+        if frames[-1] > MAX_VMD_FRAME:
+            raise ConrError(f"bone {name!r} has a key at frame {int(frames[-1]):,}, past the limit of "
+                            f"{MAX_VMD_FRAME:,} frames", path=path,
+                            hint="the file is corrupt, or the motion is far too long: cut it into shorter clips")
+        if not (np.isfinite(pos_keys).all() and np.isfinite(quats).all()):
+            raise ConrError(f"bone {name!r} has a key whose position or rotation is not finite (nan or inf)",
+                            path=path, hint="the file is corrupt: export or download it again")
     if not tracks:
         raise ConrError("VMD file has no bone keyframes", path=path, hint="it may hold only camera or morph keys")
     return VmdMotion(tracks, path, _ik_switches(data, pos + count * _BONE_KEY.size), keys_of)
