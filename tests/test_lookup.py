@@ -74,13 +74,19 @@ def _sheet_from_udp(model: CoNR, rgb: torch.Tensor, udp: torch.Tensor) -> Charac
     return CharacterSheet(torch.cat([rgb * a, a], 1)[None], [], udp, SurfaceIndex(udp))
 
 
-def test_untrained_lookup_shader_copies_the_sheets_own_pixels():
+def _square_view() -> tuple[CoNR, torch.Tensor, torch.Tensor]:
+    """An untrained lookup-tiny model, and one 64 px view's exact UDP (1, 4, 64, 64) of a square, its mask."""
     torch.manual_seed(0)
     model = CoNR(preset("lookup-tiny")).eval()
     s = 64
     vis = torch.zeros(s, s, dtype=torch.bool)
     vis[8:56, 8:56] = True
-    udp = _coded_udp(s, s, vis)[None]  # one view
+    return model, _coded_udp(s, s, vis)[None], vis
+
+
+def test_untrained_lookup_shader_copies_the_sheets_own_pixels():
+    s = 64
+    model, udp, _ = _square_view()
     rgb = torch.rand(1, 3, s, s)
     sheet = _sheet_from_udp(model, rgb, udp)
     # The target shows the sheet's square moved 5 pixels right and 4 down.
@@ -119,12 +125,8 @@ def test_sheet_ink_reads_the_line_colour_and_the_colour_inside_it():
 
 def test_the_outline_is_drawn_in_the_sheets_line_colour():
     """With the head told to draw the outline, the pixels just outside the figure get the sheet's ink."""
-    torch.manual_seed(0)
-    model = CoNR(preset("lookup-tiny")).eval()
     s = 64
-    vis = torch.zeros(s, s, dtype=torch.bool)
-    vis[8:56, 8:56] = True
-    udp = _coded_udp(s, s, vis)[None]
+    model, udp, vis = _square_view()
     ink = (0.2, 0.1, 0.3)
     reference = _inked_disc(s, (0.8, 0.8, 0.7), ink)
     sheet = CharacterSheet(reference, [], udp, SurfaceIndex(udp))
