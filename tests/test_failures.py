@@ -558,3 +558,9 @@ def test_a_typo_sized_step_count_is_refused(capsys, tmp_path, sheets):
     _fails(["train", "--data", str(sheets), "--out", str(tmp_path / "run"), "--steps", "99999999999999999999999"],
            capsys, "--steps")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_animation_asked_of_a_motion_that_has_none_is_refused(capsys, tmp_path, glb_model):
+    _fails(["poses", str(glb_model), "walk", "--animation", "7", "-o", str(tmp_path / "p")], capsys,
+           "--animation '7' picks an animation of a glTF motion file")
+    assert not (tmp_path / "p").exists()

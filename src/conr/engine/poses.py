@@ -89,6 +89,9 @@ def load_motion_source(spec: str, model: Model, fps: float | None, frame_range: 
     picks output frames A to B-1 (at the output frame rate). `bone_map` (our bone -> joint name)
     overrides the humanoid bones matched by name in a motion file; a file source without hips is
     returned as it is (make_poses reports it)."""
+    if animation is not None and not spec.lower().endswith((".glb", ".gltf", ".vrm")):
+        raise ConrError(f"--animation {animation!r} picks an animation of a glTF motion file, but the motion is "
+                        f"{spec!r}", hint="leave --animation out, or give a .glb/.gltf/.vrm file with animations")
     if spec in PROCEDURAL_NAMES:
         # Built-in motions loop: make as many frames as the range asks for.
         end = frame_range[1] if frame_range else None
