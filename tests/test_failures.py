@@ -564,3 +564,9 @@ def test_an_animation_asked_of_a_motion_that_has_none_is_refused(capsys, tmp_pat
     _fails(["poses", str(glb_model), "walk", "--animation", "7", "-o", str(tmp_path / "p")], capsys,
            "--animation '7' picks an animation of a glTF motion file")
     assert not (tmp_path / "p").exists()
+
+
+def test_a_ui_that_cannot_listen_leaves_no_workdir_behind(capsys, tmp_path):
+    _fails(["ui", "--host", "not a host!", "--port", "7999", "--workdir", str(tmp_path / "ui")], capsys,
+           "cannot serve on not a host!:7999")
+    assert not (tmp_path / "ui").exists()

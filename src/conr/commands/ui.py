@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from pathlib import Path
 
 from conr.commands.options import ranged
 
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     upload_caps(args.max_file_mb, args.max_request_mb, args.max_cache_mb)  # before the model loads
     limits = UILimits(UploadLimits(max_files=args.max_files, max_file_mb=args.max_file_mb,
                                    max_total_mb=args.max_total_mb), args.max_frames, args.max_seconds)
+    made = Path(args.workdir) if args.workdir and not Path(args.workdir).exists() else None
     service = RenderService(args.weights, args.device, limits, args.workdir, per_device=args.concurrency)
     print(f"conr ui: model {'bundled' if args.weights is None else args.weights} on {service.default_device}; "
           f"open http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
@@ -74,4 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConrError(f"cannot serve on {args.host}:{args.port} ({err})",
                         hint="give --host an address of this machine (127.0.0.1, or 0.0.0.0 for every "
                              "network) and --port a free port") from None
+    finally:
+        if made is not None:  # a --workdir this server made goes with it, if nothing is left in it
+            with contextlib.suppress(OSError):
+                made.rmdir()
     return 0
