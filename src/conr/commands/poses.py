@@ -65,12 +65,10 @@ def run(args: argparse.Namespace) -> int:
     frame_range = parse_range(args.frames)
     if args.fps is not None and args.fps <= 0:
         raise ConrError("--fps must be positive")
-    from conr.engine.poses import PROCEDURAL_NAMES
+    from conr.engine.poses import PROCEDURAL_NAMES, check_procedural_frames
 
-    if motion in PROCEDURAL_NAMES and frame_range and (frame_range[1] or 0) > MAX_PROCEDURAL_FRAMES:
-        raise ConrError(f"--frames {args.frames}: the built-in motion {motion!r} is made up to its last frame, "
-                        f"and at most {MAX_PROCEDURAL_FRAMES:,} frames are made",
-                        hint=f"end the range at {MAX_PROCEDURAL_FRAMES:,} or before (the built-in motions loop)")
+    if motion in PROCEDURAL_NAMES and frame_range:
+        check_procedural_frames(motion, frame_range[1])  # before the model loads
     if args.out is None:
         from pathlib import Path
 
@@ -111,8 +109,6 @@ def split_inputs(inputs: list[str], procedural: int | None) -> tuple[str | None,
 
 # Frame numbers past any motion conr reads (a BVH holds at most a million frames).
 MAX_FRAME = 1_000_000
-# The built-in motions are made frame by frame up to the end asked for (about 7 kB a frame).
-MAX_PROCEDURAL_FRAMES = 100_000
 
 
 def parse_range(text: str | None) -> tuple[int | None, int | None] | None:

@@ -63,10 +63,24 @@ class DirectMotion:
     warnings: list[str]
 
 
+# The built-in motions are made frame by frame up to the end asked for (about 7 kB a frame).
+MAX_PROCEDURAL_FRAMES = 100_000
+
+
+def check_procedural_frames(name: str, end: int | None) -> None:
+    """Refuse a built-in motion made up to an end frame past MAX_PROCEDURAL_FRAMES (they loop, so any
+    end is possible; memory grows with it)."""
+    if end is not None and end > MAX_PROCEDURAL_FRAMES:
+        raise ConrError(f"the built-in motion {name!r} is made up to its last frame, here {end:,}, and at most "
+                        f"{MAX_PROCEDURAL_FRAMES:,} frames are made",
+                        hint=f"end the range at {MAX_PROCEDURAL_FRAMES:,} or before (the built-in motions loop)")
+
+
 def procedural_source(name: str, frames: int | None, seed: int, fps: float | None = None) -> MotionSource:
     from conr.engine.motions import procedural_motion
 
     skel, _ = humanoid_skeleton()
+    check_procedural_frames(name, frames)
     m = procedural_motion(name, frames, seed, fps or 30.0)
     g = skel.forward(m.rotations, m.root_translation)
     return MotionSource(skel.rest_global(), g, {b: i for i, b in enumerate(HUMANOID_BONES)}, m.fps, name, [])

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from conr.models.matching import erode
 from conr.models.warp import sample
 
 _EPS = 1e-6
@@ -82,15 +83,6 @@ INK_INPUTS = 6
 _INK_BAND, _INNER_FROM, _INNER_TO = 1, 3, 6
 
 
-def _erode(mask: Tensor, radius: int) -> Tensor:
-    """Erosion of (N, 1, h, w) by a square, as a row pass and a column pass."""
-    if radius < 1:
-        return mask
-    k = 2 * radius + 1
-    rows = -F.max_pool2d(-mask, (1, k), stride=1, padding=(0, radius))
-    return -F.max_pool2d(-rows, (k, 1), stride=1, padding=(radius, 0))
-
-
 def sheet_ink(reference: Tensor) -> Tensor:
     """The sheet's line colour and the colour just inside it: (N, V, 4, s, s) premultiplied RGBA ->
     (N, 6). The line colour is the median straight colour of each view's outermost touched pixels
@@ -103,9 +95,9 @@ def sheet_ink(reference: Tensor) -> Tensor:
     straight = (rgba[:, :3] / a.clamp_min(_EPS)).clamp(0, 1)
     unit = max(1, round(s / 256))
     touched = (a > 0.3).float()  # fainter pixels: 8-bit premultiplied colour leaves their hue to rounding
-    band = (touched - _erode(touched, _INK_BAND * unit)) > 0.5
+    band = (touched - erode(touched, _INK_BAND * unit)) > 0.5
     solid = (a > 0.5).float()
-    inner = (_erode(solid, _INNER_FROM * unit) - _erode(solid, _INNER_TO * unit)) > 0.5
+    inner = (erode(solid, _INNER_FROM * unit) - erode(solid, _INNER_TO * unit)) > 0.5
     out = reference.new_zeros(n, INK_INPUTS).float()
     for k in range(n):
         views = slice(k * v, (k + 1) * v)

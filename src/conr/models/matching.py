@@ -18,6 +18,16 @@ from torch import Tensor
 VISIBLE = 0.5  # a UDP pixel is visible where its visibility channel is above this
 
 
+def erode(mask: Tensor, radius: int) -> Tensor:
+    """Erosion of (N, C, h, w) by a (2 radius + 1)-px square, as a row pass and a column pass;
+    outside the image counts as inside the mask."""
+    if radius < 1:
+        return mask
+    k = 2 * radius + 1
+    rows = -F.max_pool2d(-mask, (1, k), stride=1, padding=(0, radius))
+    return -F.max_pool2d(-rows, (k, 1), stride=1, padding=(radius, 0))
+
+
 def inner_surface(udp: Tensor, margin: float, keep: float = 0.25) -> Tensor:
     """(V, 4, h, w) sheet UDP without a band `margin` x the view's side wide along each silhouette
     (visibility 0 there), for matching. A view that would keep less than `keep` of its visible pixels
@@ -26,7 +36,7 @@ def inner_surface(udp: Tensor, margin: float, keep: float = 0.25) -> Tensor:
     if radius < 1:
         return udp
     vis = (udp[:, 3:4] > VISIBLE).float()
-    inner = -F.max_pool2d(-vis, 2 * radius + 1, stride=1, padding=radius)  # erosion
+    inner = erode(vis, radius)
     kept = inner.flatten(1).sum(1) >= keep * vis.flatten(1).sum(1)
     inner = torch.where(kept[:, None, None, None], inner, vis)
     return torch.cat([udp[:, :3] * inner, udp[:, 3:4] * inner], 1)

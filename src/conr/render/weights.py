@@ -95,9 +95,12 @@ def check_state_dict(module: torch.nn.Module, sd: Mapping[str, Tensor], source: 
         problems.append(f"not floating point: {head(kinds)}")
     if broken:
         problems.append(f"NaN or infinite values: {head(broken)}")
-    raise ConrError("checkpoint does not match the model architecture; " + "; ".join(problems), source,
-                    "use weights made for this architecture (the original release's, or ones converted/"
-                    "trained with conr for the same preset)")
+    if missing or unexpected or shapes:
+        raise ConrError("checkpoint does not match the model architecture; " + "; ".join(problems), source,
+                        "use weights made for this architecture (the original release's, or ones converted/"
+                        "trained with conr for the same preset)")
+    raise ConrError("checkpoint holds values no trained model has; " + "; ".join(problems), source,
+                    "the file is damaged or came from a run that diverged: use another file or checkpoint")
 
 
 def build_model(cfg: CoNRConfig, sds: StateDicts, source: Path) -> CoNR:

@@ -190,13 +190,18 @@ class CropJitter:
         cw = max(2, int(round(side * rng.uniform(*self.scale) / math.sqrt(ratio))))
         cy = box_top + side / 2 + rng.uniform(-self.shift, self.shift) * side
         cx = box_left + side / 2 + rng.uniform(-self.shift, self.shift) * side
-        top, left = int(round(cy - ch / 2)), int(round(cx - cw / 2))
-        c_top, c_left = max(top, 0), max(left, 0)
-        c_bottom, c_right = min(top + ch, h), min(left + cw, w)
-        if c_bottom <= c_top or c_right <= c_left:
-            return base
-        return Crop(h, w, c_top, c_bottom, c_left, c_right, c_top - top, top + ch - c_bottom,
-                    c_left - left, left + cw - c_right, ch, cw)
+        return _window(h, w, int(round(cy - ch / 2)), int(round(cx - cw / 2)), ch, cw) or base
+
+
+def _window(h: int, w: int, top: int, left: int, ch: int, cw: int) -> Crop | None:
+    """The ch x cw window at (top, left) of an h x w image, zero-padded where it leaves the image;
+    None if it misses the image altogether."""
+    c_top, c_left = max(top, 0), max(left, 0)
+    c_bottom, c_right = min(top + ch, h), min(left + cw, w)
+    if c_bottom <= c_top or c_right <= c_left:
+        return None
+    return Crop(h, w, c_top, c_bottom, c_left, c_right, c_top - top, top + ch - c_bottom,
+                c_left - left, left + cw - c_right, ch, cw)
 
 
 @dataclass(frozen=True)
@@ -218,10 +223,7 @@ class NativeWindow:
         cy = base.top - base.pad_top + box / 2 + rng.uniform(-self.shift, self.shift) * box
         cx = base.left - base.pad_left + box / 2 + rng.uniform(-self.shift, self.shift) * box
         top, left = int(round(cy - self.size / 2)), int(round(cx - self.size / 2))
-        c_top, c_left = max(top, 0), max(left, 0)
-        c_bottom, c_right = min(top + self.size, h), min(left + self.size, w)
-        return Crop(h, w, c_top, c_bottom, c_left, c_right, c_top - top, top + self.size - c_bottom,
-                    c_left - left, left + self.size - c_right, self.size, self.size)
+        return _window(h, w, top, left, self.size, self.size) or base
 
 
 # ---------------------------------------------------------------- samples
