@@ -13,8 +13,9 @@ character 900001 at 256 px for temporal stability.
 Rows:
 - model: the weights as `conr render` runs them (its default size);
 - ablation of the lookup family: `lookup` (the trained parser, explicit matching, the nearest view's
-  pixel, nothing learned after the parser), `+ corrections` (the learned flow corrections and view
-  weights, no head), the full model (+ residual colour, shading gain and outline);
+  pixel, nothing learned after the parser), `+ view weights` (the learned view weights, and flow
+  corrections where the model has them, no head), the full model (+ residual colour, shading gain,
+  outline and lines);
 - --compare: other weights (e.g. the CINN model bundled before);
 - copy (front view into the target's box), flat (the silhouette in the sheet's mean colour), udp_nn
   (colours through the sheets' *exact* UDP, which no model sees).
@@ -67,7 +68,7 @@ def _ablation(model):
     plain.udpparsernet.load_state_dict(model.udpparsernet.state_dict())
     no_head = copy.deepcopy(model)
     no_head.shader.head[-1].load_state_dict(plain.shader.head[-1].state_dict())
-    return {"lookup": plain, "+ corrections": no_head}
+    return {"lookup": plain, "+ view weights": no_head}
 
 
 def _speed(renderer, folder: Path, frames: int = 8) -> float:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from conr.training.losses import _visibility_loss, flow_loss
+from conr.training.losses import _visibility_loss, flow_loss, right_loss
 
 
 def test_visibility_loss_is_bce_inside_and_stops_pushing_past_the_clamp():
@@ -28,3 +28,28 @@ def test_flow_loss_cap_bounds_each_pixels_error():
     flow = torch.full((1, 1, 2, 4, 4), 50.0)  # 100 px of L1 error per pixel
     assert math.isclose(float(flow_loss([flow], truth)), 100.0, rel_tol=1e-5)  # over (count + eps)
     assert math.isclose(float(flow_loss([flow], truth, cap=10.0)), 10.0, rel_tol=1e-5)
+
+
+def _flat(rgb: tuple[float, float, float], alpha: float = 1.0) -> torch.Tensor:
+    """(1, 4, 8, 8) premultiplied RGBA of one colour; the left half transparent."""
+    out = torch.zeros(1, 4, 8, 8)
+    out[:, :3, :, 4:] = torch.tensor(rgb).view(1, 3, 1, 1) * alpha
+    out[:, 3, :, 4:] = alpha
+    return out
+
+
+def test_right_loss_counts_wrong_pixels_of_the_silhouette_and_refuses_a_blend():
+    truth = _flat((0.8, 0.2, 0.2))
+    assert float(right_loss(truth, truth)) == 0.0
+    # Far off: every silhouette pixel counts as one wrong pixel; the transparent half counts for nothing.
+    assert math.isclose(float(right_loss(_flat((0.0, 1.0, 1.0)), truth)), 1.0, abs_tol=1e-6)
+    # A lit and a shadowed view's colour: L1 cannot tell picking one (right half the time) from their
+    # blend (never right); this loss prefers picking.
+    lit, shadow = _flat((0.8, 0.2, 0.2)), _flat((0.5, 0.1, 0.1))
+    blend = (lit + shadow) / 2
+    pick = float(right_loss(lit, truth) + right_loss(lit, shadow)) / 2
+    mixed = float(right_loss(blend, truth) + right_loss(blend, shadow)) / 2
+    l1_pick = float((lit - truth).abs().mean() + (lit - shadow).abs().mean()) / 2
+    l1_mixed = float((blend - truth).abs().mean() + (blend - shadow).abs().mean()) / 2
+    assert math.isclose(l1_pick, l1_mixed, rel_tol=1e-5)
+    assert pick < 0.6 * mixed

@@ -27,7 +27,7 @@ _OPTIONS = {
     "sample_every": (int, "steps between validation grids (default 500)"),
     "save_every": (int, "steps between checkpoints (default 500)"),
 }
-_LOSSES = ("rgba", "alpha", "parser", "parser_targets", "flow", "warp", "ssim")
+_LOSSES = ("rgba", "alpha", "parser", "parser_targets", "flow", "warp", "ssim", "right")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

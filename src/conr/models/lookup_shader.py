@@ -5,8 +5,9 @@ the pixel that shows the same body point: an initial flow per view and how far t
 network here only corrects what that guess gets wrong (the parser's UDP is never exact):
 
 - per view, from the view's pixels warped by its initial flow, the UDP mismatch left after the warp
-  and the match distance, it predicts a flow correction and a confidence; the views exchange
-  messages (a mean over the view dimension) at every scale, as the CINN's views do;
+  and the match distance, it predicts a flow correction (up to `max_correction`; the `lookup`
+  preset moves no match, see conr.models.config) and a confidence; the views exchange messages (a
+  mean over the view dimension) at every scale, as the CINN's views do;
 - the colour is *copied from the sheet's own pixels* through the corrected flows, the views blended
   by a softmax of their confidences, so detail survives at any resolution;
 - a full-resolution head adds what no view can give: colour where no view shows the surface, a
@@ -39,7 +40,7 @@ class LookupShaderConfig:
     widths: tuple[int, ...] = (24, 48, 96, 128)  # refinement U-Net channels, one per scale (/1, /2, /4, /8)
     head_width: int = 16  # channels of the full-resolution head
     max_distance: float = 0.1  # match distances are read as a fraction of this (UDP units)
-    max_correction: float = 0.15  # largest flow correction, as a fraction of the image size
+    max_correction: float = 0.15  # largest flow correction, as a fraction of the image size (0: none)
     prior: float = 300.0  # views start weighted by exp(-prior * match distance): the nearest match wins
     # A band along each sheet view's silhouette, as a share of its side, that matching skips: there the
     # parser is least sure and the pixels are outline ink, so copying them speckles the frame (the head

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from conr.training.metrics import over_white
+from conr.training.metrics import RIGHT_TOLERANCE, SILHOUETTE, over_white
 
 _EPS = 1e-6
 
@@ -23,6 +23,7 @@ class LossWeights:
     flow: float = 0.1  # the shader's per-view flows against the UDP correspondences, every level
     warp: float = 1.0  # L1 of the views' fused warped RGBA (the shader's last warp) against the truth
     ssim: float = 0.0  # 1 - SSIM of the RGB over white: structure (edges, patterns), needs no weights
+    right: float = 0.0  # a soft count of the silhouette's wrong pixels (right_loss): the "right pixels" metric
 
     @staticmethod
     def names() -> list[str]:
@@ -94,6 +95,16 @@ def ssim_map(x: Tensor, y: Tensor, window: int = 7) -> Tensor:
     return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
 
 
+def right_loss(pred: Tensor, truth: Tensor) -> Tensor:
+    """A smooth count of the wrong pixels (N,): per pixel of the true silhouette, 1 - exp(-(e / t)^2)
+    of its largest channel error over white e, t the metric's tolerance. L1 and SSIM are content with a
+    colour between two candidates (a blend of a lit and a shadowed view, a half-way shading gain),
+    which is wrong in both; this term is not, and it lets go of pixels that are far off either way."""
+    err = (over_white(pred) - over_white(truth)).abs().amax(1, keepdim=True)
+    wrong = 1 - torch.exp(-(err / RIGHT_TOLERANCE) ** 2)
+    return _per_sample(wrong, (truth[:, 3:4] > SILHOUETTE).float())
+
+
 def training_loss(weights: LossWeights, out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """Every term per sample (B,) and their weighted sum "total"; `out` holds the model's outputs
     (see `conr.training.step.forward`)."""
@@ -110,6 +121,8 @@ def training_loss(weights: LossWeights, out: dict[str, Tensor], batch: dict[str,
             terms["warp"] = _per_sample((out["warped"].float() - truth).abs())
         if weights.ssim > 0:
             terms["ssim"] = 1 - _per_sample(ssim_map(over_white(rgba), over_white(truth)))
+        if weights.right > 0:
+            terms["right"] = right_loss(rgba, truth)
     if "sheet_udp" in out:
         sheet = parser_loss(out["sheet_udp"].float(), batch["sheet_udp"].flatten(0, 1)).view(b, v).mean(1)
         terms["parser"] = sheet
