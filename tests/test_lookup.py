@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -98,6 +99,25 @@ def test_untrained_lookup_shader_copies_the_sheets_own_pixels():
     assert torch.allclose(out[3], target_udp[3], atol=0.01)  # alpha is the target's
     # Every pixel's colour is the sheet pixel it shows (up to the untrained heads' small residual).
     assert torch.allclose(out[:3, 12:60, 13:61], rgb[0, :, 8:56, 8:56], atol=0.01)
+
+
+def test_the_lookup_preset_moves_no_match_whatever_its_view_head_says():
+    """The bundled family copies from where the match is: corrections learned at 128 px lost right
+    pixels on unseen characters, so the `lookup` preset has none (max_correction 0)."""
+    assert preset("lookup").lookup.max_correction == 0.0
+    s = 64
+    tiny, udp, _ = _square_view()
+    cfg = preset("lookup-tiny")
+    model = CoNR(replace(cfg, lookup=replace(cfg.lookup, max_correction=preset("lookup").lookup.max_correction))).eval()
+    model.load_state_dict(tiny.state_dict())
+    with torch.no_grad():
+        model.shader.view_head.weight.normal_(0, 1.0)  # a head that asks for large corrections
+        model.shader.view_head.bias.fill_(3.0)
+    sheet = _sheet_from_udp(model, torch.rand(1, 3, s, s), udp)
+    trace: list[dict[str, torch.Tensor]] = []
+    with torch.no_grad():
+        model.render(sheet, CoNR.target_input(udp), trace)
+    assert torch.equal(trace[0]["coords"], trace[0]["initial_coords"])
 
 
 def _inked_disc(s: int, body: tuple[float, ...], ink: tuple[float, ...] | None) -> torch.Tensor:
