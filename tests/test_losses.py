@@ -53,3 +53,14 @@ def test_right_loss_counts_wrong_pixels_of_the_silhouette_and_refuses_a_blend():
     l1_mixed = float((blend - truth).abs().mean() + (blend - shadow).abs().mean()) / 2
     assert math.isclose(l1_pick, l1_mixed, rel_tol=1e-5)
     assert pick < 0.6 * mixed
+
+
+def test_every_loss_term_has_its_conr_train_option(capsys):
+    """The CLI keeps its own list of loss names (it does not import torch to print help): none is missing."""
+    from conr.cli import main
+    from conr.training.losses import LossWeights
+
+    assert main(["train", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    for name in LossWeights.names():
+        assert f"--loss-{name.replace('_', '-')}" in help_text, name

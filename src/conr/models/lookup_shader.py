@@ -178,11 +178,11 @@ class LookupShader(nn.Module):
             skip = skips[-2 - i]
             x = up(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
         out = self.view_head(x)  # (B*V, 3, w, w)
-        correction = _resize(torch.tanh(out[:, 0:2]) * cfg.max_correction * side, (h, w))
         # Views start weighted by how near their match is; unmatched views count for almost nothing.
         logit = _resize(out[:, 2:3], (h, w)) - cfg.prior * near - 30.0 * (1 - matched)
 
-        coords = coords + correction
+        if cfg.max_correction > 0:  # with none (the lookup preset), no full-size resize per view for zeros
+            coords = coords + _resize(torch.tanh(out[:, 0:2]) * cfg.max_correction * side, (h, w))
         colour = sample(ref, coords)  # (B*V, 4, H, W): the sheet's own pixels
         weight = torch.softmax(logit.view(b, v, 1, h, w), dim=1)  # (B, V, 1, H, W)
         fused = (weight * colour.view(b, v, 4, h, w)).sum(1)  # (B, 4, H, W), premultiplied
