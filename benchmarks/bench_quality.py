@@ -14,8 +14,9 @@ Rows:
 - model: the weights as `conr render` runs them (its default size);
 - ablation of the lookup family: `lookup` (the trained parser, explicit matching, the nearest view's
   pixel, nothing learned after the parser), `+ view weights` (the learned view weights, and flow
-  corrections where the model has them, no head), the full model (+ residual colour, shading gain,
-  outline and lines);
+  corrections where the model has them, no head), `+ line head` (those and the outline the line
+  head reads from the sheet, where the model has one), the full model (+ residual colour, shading
+  gain, the lines inside the figure);
 - --compare: other weights (e.g. the CINN model bundled before);
 - copy (front view into the target's box), flat (the silhouette in the sheet's mean colour), udp_nn
   (colours through the sheets' *exact* UDP, which no model sees).
@@ -66,9 +67,13 @@ def _ablation(model):
 
     plain = CoNR(model.cfg).eval()
     plain.udpparsernet.load_state_dict(model.udpparsernet.state_dict())
+    plain.shader.lines = None  # untrained, the head draws no outline; the line head would
     no_head = copy.deepcopy(model)
     no_head.shader.head[-1].load_state_dict(plain.shader.head[-1].state_dict())
-    return {"lookup": plain, "+ view weights": no_head}
+    lined = copy.deepcopy(no_head) if model.shader.lines is not None else None
+    no_head.shader.lines = None
+    rows = {"lookup": plain, "+ view weights": no_head}
+    return rows if lined is None else {**rows, "+ line head": lined}  # and the sheet's outline, no head
 
 
 def _speed(renderer, folder: Path, frames: int = 8) -> float:

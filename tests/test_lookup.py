@@ -96,7 +96,11 @@ def test_untrained_lookup_shader_copies_the_sheets_own_pixels():
     target = CoNR.target_input(target_udp[None])
     with torch.no_grad():
         out = model.render(sheet, target)[0]
-    assert torch.allclose(out[3], target_udp[3], atol=0.01)  # alpha is the target's
+    # Alpha is the target's, and the untrained line head's outline around it (at most 4 px wide).
+    inside = target_udp[3] > 0
+    near = torch.nn.functional.max_pool2d(target_udp[3][None, None], 9, 1, 4)[0, 0] > 0
+    assert torch.allclose(out[3][inside], torch.ones(()), atol=1e-4)
+    assert out[3][~near].max() < 1e-4
     # Every pixel's colour is the sheet pixel it shows (up to the untrained heads' small residual).
     assert torch.allclose(out[:3, 12:60, 13:61], rgb[0, :, 8:56, 8:56], atol=0.01)
 
@@ -143,21 +147,51 @@ def test_sheet_ink_reads_the_line_colour_and_the_colour_inside_it():
     assert torch.equal(sheet_ink(torch.zeros(1, 2, 4, 64, 64)), torch.zeros(1, 6))
 
 
-def test_the_outline_is_drawn_in_the_sheets_line_colour():
-    """With the head told to draw the outline, the pixels just outside the figure get the sheet's ink."""
+def test_sheet_edge_profile_shows_how_wide_the_line_is():
+    """The line head reads the sheet's edge band by band: a 2 px rim shows in the two outer bands."""
+    from conr.models.lookup_shader import LINE_BANDS, sheet_ink
+
+    body, ink = (0.9, 0.6, 0.2), (0.1, 0.05, 0.2)
+    profile = sheet_ink(_inked_disc(128, body, ink), LINE_BANDS)[0, 6:].view(LINE_BANDS, 4)
+    assert torch.allclose(profile[:2, :3], torch.tensor(ink).expand(2, 3), atol=1e-4)
+    assert torch.allclose(profile[2:, :3], torch.tensor(body).expand(LINE_BANDS - 2, 3), atol=1e-4)
+    assert torch.allclose(profile[:, 3], torch.ones(LINE_BANDS))  # a hard edge: no faint bands
+
+
+def test_an_outline_half_a_pixel_wide_covers_half_the_pixels_beside_an_edge():
+    from conr.models.lookup_shader import ring_coverage
+
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    cov = ring_coverage(mask)[0, :, 8]  # (widths, 16): the row through the middle
+    # Columns 1, 2, 3 lie 3, 2, 1 px left of the figure; widths are 0, 1/2, 1, 3/2, 2 px.
+    expected = [[0, 0, 0], [0, 0, 0.5], [0, 0, 1], [0, 0.5, 1], [0, 1, 1]]
+    assert torch.equal(cov[:5, 1:4], torch.tensor(expected, dtype=torch.float32))
+    assert torch.equal(cov[:, 4:12], torch.cat([torch.zeros(1, 8), torch.ones(8, 8)]))  # the figure itself
+
+
+def test_the_outline_is_drawn_as_wide_as_the_line_head_says_in_the_sheets_line_colour():
+    from conr.models.lookup_shader import LINE_WIDTHS
+
     s = 64
     model, udp, vis = _square_view()
+    assert model.shader.lines is not None  # lookup-tiny has the line head, as lookup-lines
     ink = (0.2, 0.1, 0.3)
     reference = _inked_disc(s, (0.8, 0.8, 0.7), ink)
     sheet = CharacterSheet(reference, [], udp, SurfaceIndex(udp))
-    with torch.no_grad():
-        model.shader.head[-1].bias[5] = 12.0  # outline everywhere outside the figure
     target = CoNR.target_input(udp)
     with torch.no_grad():
+        bias = torch.zeros(LINE_WIDTHS + 6)
+        bias[4], bias[LINE_WIDTHS] = 30.0, 30.0  # 2 px wide, the outermost band's colour
+        model.shader.lines.net[-1].bias.copy_(bias / model.shader.lines.gain)
         out = model.render(sheet, target)[0]
-    outside = ~vis
-    assert torch.allclose(out[3][outside], torch.ones(()), atol=1e-4)
-    assert torch.allclose(out[:3][:, outside], torch.tensor(ink).view(3, 1), atol=1e-3)
+    grown = torch.zeros(s, s, dtype=torch.bool)
+    grown[6:58, 6:58] = True
+    ring = grown & ~vis
+    ring[[6, 6, 57, 57], [6, 57, 6, 57]] = False  # the outermost corners are rounded off, as by a pen
+    assert torch.allclose(out[3][ring], torch.ones(()), atol=1e-4)
+    assert torch.allclose(out[:3][:, ring], torch.tensor(ink).view(3, 1), atol=1e-3)
+    assert out[3][~grown].max() < 1e-4  # nothing beyond its width
 
 
 def test_init_widens_a_shader_saved_without_ink(data, tmp_path):
@@ -176,7 +210,7 @@ def test_init_widens_a_shader_saved_without_ink(data, tmp_path):
     code, err = _train(data, tmp_path / "run", "--stage", "shader", "--size", "64", "--steps", "1",
                        "--lr", "1e-12", "--init", str(path))
     assert code == 0, err
-    assert "shader (widened" in err
+    assert "shader (widened" in err and "new: lines start untrained" in err  # the line head came later still
     new = load_model(tmp_path / "run")
     assert new.cfg.lookup.ink and not load_model(path).cfg.lookup.ink
     w_old, w_new = old.shader.head[0].weight, new.shader.head[0].weight
@@ -283,6 +317,56 @@ def test_parser_then_shader_stages_train_only_their_parts(data, tmp_path):
         assert torch.equal(a, b), k  # the shader stage leaves the parser alone
     assert not torch.equal(second.shader.head[-1].weight, first.shader.head[-1].weight)
     assert second.cfg.image_size == preset("lookup-tiny").image_size == 128  # its cap, not the training size
+
+
+def test_the_line_head_learns_the_outline_the_manifest_gives(data, tmp_path):
+    """`conr synth` writes how it drew each outline; the samples carry it in their own pixels, and
+    `--loss-lines` trains the line head on it."""
+    import csv
+    import json
+
+    from conr.training.data import NativeWindow, SampleSet, read_data
+
+    shading = json.loads((data / "manifest.json").read_text())["characters"][0]["style"]["shading"]
+    chars = read_data([data])
+    assert chars[0].outline == (shading["outline_px"], *shading["outline_colour"])
+    sample = SampleSet(chars, 128, jitter=NativeWindow(128), flow=False)[0]  # the frames' own scale
+    if shading["outline_px"] > 0:
+        expected = shading["outline_px"] * 128 / 512 * 128 / _padded(sample, chars[0])
+        assert abs(float(sample["outline"][0]) - expected) < 1e-5
+    code, err = _train(data, tmp_path / "shader", "--stage", "shader", "--size", "64", "--steps", "2",
+                       "--loss-lines", "1")
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "shader" / "metrics.csv").open()))
+    assert float(rows[0]["loss/lines"]) > 0 and float(rows[-1]["val/lines"]) > 0
+    # --stage lines: the line head alone learns, nothing is rendered.
+    code, err = _train(data, tmp_path / "lines", "--stage", "lines", "--size", "64", "--steps", "2",
+                       "--loss-lines", "1", "--lr", "1e-2", "--init", str(tmp_path / "shader"))
+    assert code == 0, err
+    before, after = load_model(tmp_path / "shader").state_dict(), load_model(tmp_path / "lines").state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("shader.lines.") for k in changed), changed
+    rows = list(csv.DictReader((tmp_path / "lines" / "metrics.csv").open()))
+    assert set(k for k in rows[0] if k.startswith("loss/") and rows[0][k]) == {"loss/lines", "loss/total"}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--preset", "tiny"), "--stage lines trains the lookup shader's line head, which --preset tiny has not"),
+    (("--loss-lines", "0"), "--stage lines learns from --loss-lines alone, which is 0"),
+])
+def test_the_lines_stage_is_refused_where_it_has_nothing_to_learn(data, tmp_path, capsys, extra, message):
+    code, err = _train(data, tmp_path / "run", "--stage", "lines", "--steps", "1", *extra)
+    assert code != 0 and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def _padded(sample, char) -> int:
+    from conr.files.udp import read_udp
+    from conr.render.preprocess import square_crop
+
+    udp = read_udp(char.frames[0][0])
+    crop = square_crop((udp[:, :, 3] * 255).clip(0, 255).astype("uint8"))
+    return crop.padded_h
 
 
 def test_the_shader_trains_at_the_frames_own_pixel_scale(data):

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from conr.training.losses import _visibility_loss, flow_loss, right_loss
+from conr.training.losses import _visibility_loss, flow_loss, line_loss, right_loss
 
 
 def test_visibility_loss_is_bce_inside_and_stops_pushing_past_the_clamp():
@@ -53,6 +53,21 @@ def test_right_loss_counts_wrong_pixels_of_the_silhouette_and_refuses_a_blend():
     l1_mixed = float((blend - truth).abs().mean() + (blend - shadow).abs().mean()) / 2
     assert math.isclose(l1_pick, l1_mixed, rel_tol=1e-5)
     assert pick < 0.6 * mixed
+
+
+def test_line_loss_wants_the_manifests_outline_and_says_nothing_where_the_data_does_not():
+    width = torch.full((1, 9), 1e-6)
+    width[0, 3] = 1.0  # 1.5 px
+    colour = torch.tensor([[0.1, 0.1, 0.2]])
+    right = line_loss(width, colour, torch.tensor([[1.45, 0.1, 0.1, 0.2]]))  # rounds to 1.5 px
+    assert float(right) < 1e-4
+    assert float(line_loss(width, colour, torch.tensor([[0.5, 0.1, 0.1, 0.2]]))) > 10  # another width
+    assert float(line_loss(width, colour, torch.tensor([[1.5, 0.9, 0.1, 0.2]]))) > 0.25  # another colour
+    none = torch.full((1, 9), 1e-6)
+    none[0, 0] = 1.0
+    assert float(line_loss(none, colour, torch.tensor([[0.0, 0.0, 0.0, 0.0]]))) < 1e-4  # no line: no colour
+    assert float(line_loss(none, colour, torch.tensor([[0.1, 0.0, 0.0, 0.0]]))) > 10  # a thin line is a line
+    assert float(line_loss(width, colour, torch.tensor([[-1.0, 0.0, 0.0, 0.0]]))) == 0.0  # not known
 
 
 def test_every_loss_term_has_its_conr_train_option(capsys):

@@ -12,7 +12,7 @@ from conr.commands.options import ranged
 
 # Options whose defaults come from TrainConfig (or, with --resume, from the run's run.json).
 _OPTIONS = {
-    "preset": (str, "architecture: official, small, tiny, lookup or lookup-tiny (default small)"),
+    "preset": (str, "architecture: official, small, tiny, lookup, lookup-lines or lookup-tiny (default small)"),
     "size": (int, "network resolution, a multiple of 128 (default 128)"),
     "steps": (int, "optimiser steps in all (default 20000); with --resume it may be raised"),
     "batch_size": (int, "global batch, split over torchrun's processes (default 4)"),
@@ -27,7 +27,7 @@ _OPTIONS = {
     "sample_every": (int, "steps between validation grids (default 500)"),
     "save_every": (int, "steps between checkpoints (default 500)"),
 }
-_LOSSES = ("rgba", "alpha", "parser", "parser_targets", "flow", "warp", "ssim", "right")
+_LOSSES = ("rgba", "alpha", "parser", "parser_targets", "flow", "warp", "ssim", "right", "lines")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,9 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--views", default=None, help="sheet views per sample, MIN:MAX drawn per step (default 2:4)")
     p.add_argument("--device", default=None, help="auto (default: CUDA if present, else the CPU), cpu or cuda")
     p.add_argument("--no-jitter", action="store_true", help="no random crops (the same crops as rendering)")
-    p.add_argument("--stage", choices=["all", "parser", "shader"], default=None,
+    p.add_argument("--stage", choices=["all", "parser", "shader", "lines"], default=None,
                    help="which parts learn: all (default), the UDP parser alone (at --size, with image "
-                        "augmentation), or everything but the parser")
+                        "augmentation), everything but the parser, or the lookup shader's line head alone "
+                        "(on the outlines the manifest gives, with --loss-lines; nothing is rendered)")
     p.add_argument("--init", metavar="WEIGHTS", default=None,
                    help="start from these weights (a .safetensors file, a run folder, the original's folder): "
                         "every part of the same architecture is loaded, the others start from scratch")

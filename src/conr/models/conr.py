@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from conr.models.config import CoNRConfig
-from conr.models.lookup_shader import LookupShader, sheet_ink
+from conr.models.lookup_shader import LINE_BANDS, LookupShader, sheet_ink
 from conr.models.matching import SurfaceIndex, inner_surface
 from conr.models.rgba_decoder import RGBADecoder
 from conr.models.shader import CINNShader
@@ -35,7 +35,7 @@ class CharacterSheet:
     features: list[Tensor]  # parser features, deepest first, each (1, V, C, h, w); empty in the lookup family
     udp: Tensor | None  # (V, 4, H, W) the parser's UDP of each view, when asked for (always in the lookup family)
     index: SurfaceIndex | None = None  # the lookup family's k-d trees over `udp`
-    ink: Tensor | None = None  # (1, 6) the sheet's line colour (lookup_shader.sheet_ink), if the shader reads it
+    ink: Tensor | None = None  # (1, 6 [+ edge profile]) the sheet's lines (lookup_shader.sheet_ink), if read
 
     @property
     def views(self) -> int:
@@ -93,7 +93,8 @@ class CoNR(nn.Module):
             udp = torch.cat([udp[:, :3] * (vis > 0.5), vis], 1)
             index = SurfaceIndex(inner_surface(udp, self.cfg.lookup.edge_margin))
             reference = torch.cat([images, masks], 1).unsqueeze(0)
-            ink = sheet_ink(reference) if self.cfg.lookup.ink else None  # once per sheet, not per frame
+            cfg = self.cfg.lookup  # the lines are read once per sheet, not per frame
+            ink = sheet_ink(reference, LINE_BANDS if cfg.line_width else 0) if cfg.ink else None
             return CharacterSheet(reference, [], udp, index, ink)
         udp, feats = self.udpparsernet(images, decode=with_udp)
         reference = torch.cat([masks * images, masks], dim=1).unsqueeze(0)

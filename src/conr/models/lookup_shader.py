@@ -50,6 +50,9 @@ class LookupShaderConfig:
     # Draw the outline and inner lines in the sheet's line colour (sheet_ink). Off in files saved
     # before it existed, which have no such head inputs.
     ink: bool = False
+    # With `ink`: draw the outline as wide as the sheet draws it, in a colour picked from the sheet's
+    # edge (`LineHead`), instead of the head's guess of a width it cannot see. Off in files saved before.
+    line_width: bool = False
 
 
 def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -82,14 +85,20 @@ HEAD_OUTPUTS = 6
 INK_INPUTS = 6
 # Sheet-side widths of sheet_ink's bands, in pixels of a 256 px view (scaled with the view's side).
 _INK_BAND, _INNER_FROM, _INNER_TO = 1, 3, 6
+# With `line_width`: the sheet's edge profile, 1-px bands inward from its silhouette (median straight
+# colour and mean alpha of each), and the outline widths to choose from, 0 to 4 px in half pixels.
+LINE_BANDS = 6
+LINE_WIDTHS = 9
 
 
-def sheet_ink(reference: Tensor) -> Tensor:
+def sheet_ink(reference: Tensor, bands: int = 0) -> Tensor:
     """The sheet's line colour and the colour just inside it: (N, V, 4, s, s) premultiplied RGBA ->
     (N, 6). The line colour is the median straight colour of each view's outermost touched pixels
     (a line pixel's straight colour is the ink's whatever its coverage); the inner colour is the
     median a few pixels further in. Where a drawing has no lines the two are alike, which is how the
-    head tells whether to draw any."""
+    head tells whether to draw any. With `bands`, then the edge profile (`LINE_BANDS`): (N, 6 + 4 bands),
+    the median straight colour and mean alpha of each 1-px band inward from the silhouette, in the
+    sheet's own pixels (a line 2 px wide there is drawn 2 px wide in the frames)."""
     n, v, _, s, _ = reference.shape
     rgba = reference.flatten(0, 1).float()  # (N*V, 4, s, s)
     a = rgba[:, 3:4]
@@ -99,14 +108,69 @@ def sheet_ink(reference: Tensor) -> Tensor:
     band = (touched - erode(touched, _INK_BAND * unit)) > 0.5
     solid = (a > 0.5).float()
     inner = (erode(solid, _INNER_FROM * unit) - erode(solid, _INNER_TO * unit)) > 0.5
-    out = reference.new_zeros(n, INK_INPUTS).float()
+    masks = [band, inner]
+    if bands:
+        # Not only the pixels over 0.3: a halo or a soft edge shows in the outer bands' alpha.
+        seen = (a > 0.02).float()
+        masks += [(erode(seen, d) - erode(seen, d + 1)) > 0.5 for d in range(bands)]
+    out = reference.new_zeros(n, INK_INPUTS + 4 * bands).float()
     for k in range(n):
         views = slice(k * v, (k + 1) * v)
-        for j, mask in enumerate((band, inner)):
-            cols = straight[views].permute(1, 0, 2, 3)[:, mask[views, 0]]  # (3, P)
+        for j, mask in enumerate(masks):
+            sel = mask[views, 0]
+            cols = straight[views].permute(1, 0, 2, 3)[:, sel]  # (3, P)
+            at = 3 * j if j < 2 else INK_INPUTS + 4 * (j - 2)
             if cols.shape[1] > 0:
-                out[k, 3 * j:3 * j + 3] = cols.median(1).values
+                out[k, at:at + 3] = cols.median(1).values
+                if j >= 2:
+                    out[k, at + 3] = a[views, 0][sel].mean()
     return out.to(reference.dtype)
+
+
+def ring_coverage(alpha: Tensor, widths: int = LINE_WIDTHS) -> Tensor:
+    """How much of each pixel an outline 0, 1/2, 1, ... px wide around the figure covers: (B, 1, H, W)
+    alpha -> (B, widths, H, W). The figure's edge is placed at twice the resolution from a smoothed
+    alpha, so an outline half a pixel wide covers half of the pixels beside a straight edge, as a
+    supersampled drawing's does; each width is the figure grown by that many half pixels (square
+    steps, as ink drawn by dilation), taken at the frame's resolution."""
+    g = torch.tensor([0.1, 0.8, 0.1], device=alpha.device, dtype=alpha.dtype)
+    k = (g[:, None] * g[None])[None, None]
+    smooth = F.conv2d(F.pad(alpha.float(), (1, 1, 1, 1), mode="replicate"), k.float())
+    body = (F.interpolate(smooth, scale_factor=2, mode="bilinear", align_corners=False) > 0.5).float()
+    covs, grown = [torch.zeros_like(alpha, dtype=torch.float32)], body
+    for _ in range(1, widths):
+        grown = F.max_pool2d(grown, 3, 1, 1)
+        covs.append(F.avg_pool2d(grown, 2))
+    return torch.cat(covs, 1).to(alpha.dtype)
+
+
+class LineHead(nn.Module):
+    """From the sheet's edge profile, the outline's width (a softmax over `LINE_WIDTHS`) and its colour
+    (a softmax over the profile's bands): a halo or a soft cut-out puts the ink a band or two in."""
+
+    # Its outputs are scaled up: one choice per sheet learns from few pixels a step, and its logits
+    # must move by several units within a few hundred steps.
+    gain = 10.0
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4 * LINE_BANDS, hidden), nn.PReLU(hidden),
+                                 nn.Linear(hidden, LINE_WIDTHS + LINE_BANDS))
+        nn.init.zeros_(self.net[-1].weight)
+        # Untrained: mostly a line 1 px wide, in the outermost band's colour. A head sure of one width
+        # (no line) would take thousands of steps to learn the others: its softmax is saturated.
+        with torch.no_grad():
+            bias = torch.zeros(LINE_WIDTHS + LINE_BANDS)
+            bias[2], bias[LINE_WIDTHS] = 2.0, 4.0
+            self.net[-1].bias.copy_(bias / self.gain)
+
+    def forward(self, profile: Tensor) -> tuple[Tensor, Tensor]:
+        """profile (B, 4 LINE_BANDS) -> width weights (B, LINE_WIDTHS), ink colour (B, 3)."""
+        out = self.net(profile) * self.gain
+        width = torch.softmax(out[:, :LINE_WIDTHS], 1)
+        pick = torch.softmax(out[:, LINE_WIDTHS:], 1)
+        colour = (pick[:, :, None] * profile.view(-1, LINE_BANDS, 4)[:, :, :3]).sum(1)
+        return width, colour
 
 
 class LookupShader(nn.Module):
@@ -126,7 +190,7 @@ class LookupShader(nn.Module):
                                   nn.Conv2d(hw, hw, 3, 1, 1), nn.PReLU(hw),
                                   nn.Conv2d(hw, HEAD_OUTPUTS + int(cfg.ink), 3, 1, 1))
         # Untrained, the shader is the plain lookup: no correction, the nearest match's view, no
-        # residual colour, no shading change, no outline and no lines.
+        # residual colour, no shading change, no lines, and no outline but the line head's.
         head_bias = (0.0, 0.0, 0.0, -6.0, 0.0, -6.0) + ((-6.0,) if cfg.ink else ())
         for conv, bias in ((self.view_head, (0.0, 0.0, 0.0)), (self.head[-1], head_bias)):
             nn.init.zeros_(conv.weight)
@@ -135,6 +199,7 @@ class LookupShader(nn.Module):
         if cfg.ink:  # the line colour has no say until trained
             with torch.no_grad():
                 self.head[0].weight[:, -INK_INPUTS:].zero_()
+        self.lines = LineHead() if cfg.ink and cfg.line_width else None
 
     def forward(self, target: Tensor, reference: Tensor, sheet_udp: Tensor, coords: Tensor, distance: Tensor,
                 trace: dict[str, Tensor] | None = None, ink: Tensor | None = None) -> Tensor:
@@ -146,7 +211,8 @@ class LookupShader(nn.Module):
         the sheet pixel (x, y) of each view that shows each target pixel's surface point, and how far.
         trace: if a dict is given, it receives "coords" (B, V, 2, H, W) the corrected matches and
         "weight" (B, V, 1, H, W) the views' blend weights.
-        ink: (1 or B, 6) sheet_ink(reference), if already known (it is read once per sheet).
+        ink: (1 or B, 6) sheet_ink(reference), with `line_width` (1 or B, 6 + 4 LINE_BANDS), if already
+        known (it is read once per sheet).
         Returns RGBA (B, 4, H, W), RGB premultiplied.
         """
         cfg = self.cfg
@@ -193,8 +259,10 @@ class LookupShader(nn.Module):
         feats = (weight * _resize(self.feature_head(x), (h, w)).view(b, v, -1, h, w)).sum(1)
         head_in = [feats, straight, any_match, target]
         if cfg.ink:
-            ink = (sheet_ink(reference) if ink is None else ink).expand(b, INK_INPUTS)  # (B, 6)
-            head_in.append(ink[:, :, None, None].expand(b, INK_INPUTS, h, w))
+            bands = LINE_BANDS if self.lines is not None else 0
+            ink = (sheet_ink(reference, bands) if ink is None else ink)
+            ink = ink.expand(b, ink.shape[1])  # (B, 6 [+ 4 LINE_BANDS])
+            head_in.append(ink[:, :INK_INPUTS, None, None].expand(b, INK_INPUTS, h, w))
         head = self.head(torch.cat(head_in, 1))
         residual = torch.sigmoid(head[:, 0:3])
         gate = torch.maximum(torch.sigmoid(head[:, 3:4]), 1 - any_match)
@@ -211,6 +279,14 @@ class LookupShader(nn.Module):
         # The outline covers what the figure leaves of a pixel, the inner lines part of the figure.
         lines = torch.sigmoid(head[:, 6:7])
         ink_rgb = ink[:, :3, None, None]
+        if self.lines is not None:  # the sheet's width and colour, not the head's outline
+            width, colour = self.lines(ink[:, INK_INPUTS:])
+            # Rendering grows the figure only as far as a width with any weight: a 1/2-px line, once.
+            upto = LINE_WIDTHS if width.requires_grad else int((width.amax(0) > 1e-4).nonzero().max()) + 1
+            width = width[:, :upto]
+            outline = (width[:, :, None, None] * ring_coverage(a, upto)).sum(1, keepdim=True)
+            alpha = a + (1 - a) * outline
+            ink_rgb = colour[:, :, None, None]
         premultiplied = rgb * a * (1 - lines) + ink_rgb * (a * lines + (1 - a) * outline)
         return torch.cat([premultiplied, alpha], 1)
 

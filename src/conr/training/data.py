@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, Sampler
 from conr.errors import ConrError
 from conr.files.io import read_png_header, read_rgba
 from conr.files.udp import read_udp
+from conr.models.lookup_shader import INK_INPUTS, LINE_BANDS, sheet_ink
 from conr.render.preprocess import Crop, prepare_image, prepare_udp, premultiply, apply_crop, square_crop, to_unit
 from conr.training.augment import Photometric
 from conr.training.correspondence import correspondence_flow
@@ -43,6 +44,9 @@ class Character:
     name: str  # unique over all data folders: "<folder>/<id>"
     sheet: tuple[tuple[Path, Path], ...]
     frames: tuple[tuple[Path, Path], ...]
+    # How `conr synth` drew its outline, when the manifest says: width (px at 512 px image height) and
+    # colour. The lookup shader's line head learns from it (LossWeights.lines).
+    outline: tuple[float, float, float, float] | None = None
 
 
 def _read_json(path: Path) -> dict:
@@ -61,6 +65,14 @@ def _sheet_of(entries: list, root: Path, where: Path, fix: str) -> tuple[tuple[P
             raise ConrError(f"sheet view {e.get('file')} has no UDP (needed to train the UDP parser)", where, fix)
         sheet.append((root / e["file"], root / e["udp"]))
     return tuple(sheet)
+
+
+def _outline_of(c: dict) -> tuple[float, float, float, float] | None:
+    shading = (c.get("style") or {}).get("shading") or {}
+    if "outline_px" not in shading:
+        return None
+    px = float(shading["outline_px"])
+    return (px, *(float(x) for x in shading.get("outline_colour", (0.0, 0.0, 0.0))[:3])) if px > 0 else (0.0, 0.0, 0.0, 0.0)
 
 
 def read_data_folder(folder: str | Path) -> list[Character]:
@@ -89,7 +101,8 @@ def _read_layout(folder: Path) -> list[Character]:
                 raise ConrError(f"character {c['id']} has no target images (made with --no-targets?)",
                                 folder / "manifest.json", fix)
             chars.append(Character(f"{tag}/{c['id']}", _sheet_of(c.get("sheet", []), root, folder / "manifest.json", fix),
-                                   tuple((root / u, root / t) for u, t in zip(c["udp"], c["target"]))))
+                                   tuple((root / u, root / t) for u, t in zip(c["udp"], c["target"])),
+                                   _outline_of(c)))
         if not chars:
             raise ConrError("manifest lists no characters", folder / "manifest.json", fix)
         return chars
@@ -243,11 +256,15 @@ class SampleSet(Dataset):
 
     def __init__(self, characters: Sequence[Character], size: int,
                  jitter: CropJitter | NativeWindow | None = CropJitter(),
-                 flow: bool = True, photometric: Photometric | None = None):
+                 flow: bool = True, photometric: Photometric | None = None, line_profiles: bool = False):
         """photometric: each image's own random look (for the UDP parser alone: the target images
-        then no longer match the sheet's colours)."""
+        then no longer match the sheet's colours). line_profiles: each sample also carries its sheet's
+        edge profile ("sheet_profile", as the line head reads it), worked out once per character and
+        set of views: the line head alone (`--stage lines`) trains on nothing else."""
         self.characters = list(characters)
         self.photometric = photometric
+        self.line_profiles = line_profiles
+        self._profiles: dict[tuple[int, tuple[int, ...]], Tensor] = {}
         self.items = [(c, f) for c in range(len(self.characters)) for f in range(len(self.characters[c].frames))]
         self.size = size
         self.jitter = jitter
@@ -283,6 +300,11 @@ class SampleSet(Dataset):
             raise ConrError("the target frame shows (almost) no surface", udp_path, "remove the frame from the data")
         target = prepare_udp(udp, s, crop)
         rgba = self._look(read_rgba(rgba_path, what="target image"), rng)
+        # The outline's width in this sample's pixels (-1: not known), and its colour.
+        outline = torch.tensor([-1.0, 0.0, 0.0, 0.0])
+        if char.outline is not None:
+            outline = torch.tensor(char.outline)
+            outline[0] *= rgba.shape[0] / 512 * s / crop.padded_h
         rgba = apply_crop(premultiply(rgba), crop, s)
 
         sheet_rgb, sheet_alpha, sheet_udp = [], [], []
@@ -301,10 +323,16 @@ class SampleSet(Dataset):
         sample = {
             "sheet_rgb": torch.stack(sheet_rgb), "sheet_alpha": torch.stack(sheet_alpha),
             "sheet_udp": torch.stack(sheet_udp), "target_udp": target.label, "target_alpha": target.alpha,
-            "target_rgba": to_unit(rgba),
+            "target_rgba": to_unit(rgba), "outline": outline,
         }
         if self.flow:
             sample["flow"] = correspondence_flow(sample["target_udp"], sample["sheet_udp"])
+        if self.line_profiles:
+            seen = (ci, tuple(sorted(int(i) for i in order[:key.views])))
+            if seen not in self._profiles:
+                reference = torch.cat([sample["sheet_rgb"], sample["sheet_alpha"]], 1)[None]
+                self._profiles[seen] = sheet_ink(reference, LINE_BANDS)[0, INK_INPUTS:]
+            sample["sheet_profile"] = self._profiles[seen]
         return sample
 
 

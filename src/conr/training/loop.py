@@ -153,6 +153,8 @@ def trainable(model: CoNR, stage: str = "all") -> list[nn.Parameter]:
     for name, p in model.named_parameters():
         parser = name.startswith("udpparsernet.")
         learns = not name.startswith(frozen) and (stage == "all" or (stage == "parser") == parser)
+        if stage == "lines":
+            learns = name.startswith("shader.lines.")
         p.requires_grad_(learns)
         if learns:
             params.append(p)
@@ -171,14 +173,17 @@ def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> None:
         if part not in source.parts or part not in learned:
             continue
         mine, theirs = model.part(part).state_dict(), source.part(part).state_dict()
-        if mine.keys() != theirs.keys():
+        if not theirs.keys() <= mine.keys():
             continue
-        if all(mine[k].shape == theirs[k].shape for k in mine):
-            model.part(part).load_state_dict(theirs)
-            loaded.append(part)
-        elif all(_grows(theirs[k].shape, mine[k].shape) for k in mine):
-            model.part(part).load_state_dict(_widened(mine, theirs))
-            loaded.append(f"{part} (widened: the new inputs and outputs start as the untrained model's)")
+        same = all(mine[k].shape == theirs[k].shape for k in theirs)
+        if not same and not all(_grows(theirs[k].shape, mine[k].shape) for k in theirs):
+            continue
+        model.part(part).load_state_dict(_widened(mine, theirs))
+        notes = [] if same else ["widened: the new inputs and outputs start as the untrained model's"]
+        # A part that gained a module (e.g. the lookup shader's line head) takes the rest.
+        new = sorted({k.split(".")[0] for k in mine.keys() - theirs.keys()})
+        notes += [f"new: {', '.join(new)} start untrained"] if new else []
+        loaded.append(part + (f" ({'; '.join(notes)})" if notes else ""))
     if not loaded:
         raise ConrError("no part of these weights fits the architecture being trained", Path(path),
                         "give --init weights of the same preset (or whose UDP parser is the same)")
@@ -190,13 +195,14 @@ def _grows(old: torch.Size, new: torch.Size) -> bool:
 
 
 def _widened(mine: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """An architecture that grew inputs or outputs (e.g. the lookup shader's ink) keeps what the
-    smaller one learned: every tensor's leading block is theirs, the rest stays this model's (the
+    """An architecture that grew inputs, outputs or modules (e.g. the lookup shader's ink) keeps what
+    the smaller one learned: every tensor's leading block is theirs, the rest stays this model's (the
     untrained model gives new inputs no say)."""
     out = {}
     for k, t in mine.items():
         t = t.clone()
-        t[tuple(slice(0, n) for n in theirs[k].shape)] = theirs[k]
+        if k in theirs:
+            t[tuple(slice(0, n) for n in theirs[k].shape)] = theirs[k]
         out[k] = t
     return out
 
@@ -328,6 +334,12 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     if cfg.stage not in STAGES:
         raise ConrError(f"--stage {cfg.stage!r} is not one of {', '.join(STAGES)}")
 
+    lookup = preset(cfg.preset).lookup
+    if cfg.stage == "lines" and not (lookup is not None and lookup.ink and lookup.line_width):
+        raise ConrError(f"--stage lines trains the lookup shader's line head, which --preset {cfg.preset} has not",
+                        hint="use --preset lookup-lines")
+    if cfg.stage == "lines" and cfg.losses.lines <= 0:
+        raise ConrError("--stage lines learns from --loss-lines alone, which is 0", hint="give --loss-lines 1")
     characters = read_data(cfg.data)
     held = cfg.val_characters if cfg.val_characters is not None else min(4, len(characters) // 5)
     train_chars, val_chars = split_characters(characters, held)
@@ -337,14 +349,16 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         check_files(characters)
     views = (min(cfg.views[0], cfg.views[1]), cfg.views[1])
     parser_only = cfg.stage == "parser"
+    renders = cfg.stage not in ("parser", "lines")
     jitter: CropJitter | NativeWindow | None = None
     if cfg.jitter:
         jitter = CropJitter(scale=(0.85, 1.5)) if parser_only else CropJitter()
         if preset(cfg.preset).family == "lookup" and not parser_only:
             # Its shader draws at the frames' own size: train it at their pixel scale, not zoomed.
             jitter = NativeWindow(cfg.size)
-    train_set = SampleSet(train_chars, cfg.size, jitter=jitter, flow=not parser_only,
-                          photometric=Photometric() if parser_only and cfg.photometric else None)
+    train_set = SampleSet(train_chars, cfg.size, jitter=jitter, flow=renders,
+                          photometric=Photometric() if parser_only and cfg.photometric else None,
+                          line_profiles=cfg.stage == "lines")
     if train_set.max_views < views[1]:
         raise ConrError(f"--views asks for up to {views[1]} sheet views, but some characters have only "
                         f"{train_set.max_views}", hint=f"use --views {min(views[0], train_set.max_views)}:"
@@ -386,7 +400,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
                         worker_init_fn=_worker_init, persistent_workers=False,
                         prefetch_factor=4 if cfg.workers else None, pin_memory=device.type == "cuda")
     # With no held-out characters (a single `conr poses` model, say) the grids show training characters.
-    val_batch = _validation_batch(val_chars or train_chars, cfg.size, views[1], not parser_only) if ddp.main else None
+    val_batch = _validation_batch(val_chars or train_chars, cfg.size, views[1], renders) if ddp.main else None
     val_tag = "val" if val_chars else "fixed_train"
     metrics = MetricsLog(out, start if resume else None) if ddp.main else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
@@ -500,9 +514,12 @@ def _validate(model: CoNR, batch: dict[str, Tensor], weights: LossWeights, devic
     terms = training_loss(weights, out, batch)
     if "rgba" in out:
         shown = out["rgba"].float().cpu()  # type: ignore[union-attr]
-    else:  # the parser alone: its UDP of the target images, XYZ as colour
+    elif "target_udp" in out:  # the parser alone: its UDP of the target images, XYZ as colour
         udp = out["target_udp"].float().clamp(0, 1).cpu()  # type: ignore[union-attr]
         shown = torch.cat([udp[:, :3] * udp[:, 3:4], udp[:, 3:4]], 1)
+    else:  # the line head alone draws nothing
+        model.train()
+        return {k: float(v) for k, v in terms.items()}
     write_grid(grid, {k: v.cpu() for k, v in batch.items()}, shown)
     model.train()
     return {k: float(v) for k, v in terms.items()}

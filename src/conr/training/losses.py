@@ -24,6 +24,7 @@ class LossWeights:
     warp: float = 1.0  # L1 of the views' fused warped RGBA (the shader's last warp) against the truth
     ssim: float = 0.0  # 1 - SSIM of the RGB over white: structure (edges, patterns), needs no weights
     right: float = 0.0  # a soft count of the silhouette's wrong pixels (right_loss): the "right pixels" metric
+    lines: float = 0.0  # the line head's outline width and colour against the manifest's (line_loss)
 
     @staticmethod
     def names() -> list[str]:
@@ -105,6 +106,18 @@ def right_loss(pred: Tensor, truth: Tensor) -> Tensor:
     return _per_sample(wrong, (truth[:, 3:4] > SILHOUETTE).float())
 
 
+def line_loss(width: Tensor, colour: Tensor, outline: Tensor) -> Tensor:
+    """(B,) cross-entropy of the line head's width weights (B, W) against the true width rounded to
+    half a pixel, plus the L1 of its colour (B, 3) where there is a line; outline (B, 4) is the
+    sample's (width px, r, g, b), width -1 where the data does not say (no loss)."""
+    known = outline[:, 0] >= 0
+    target = torch.round(2 * outline[:, 0]).clamp(0, width.shape[1] - 1).long()
+    target = torch.where(outline[:, 0] > 0, target.clamp_min(1), target)  # a thin line is still a line
+    ce = -torch.log(width.clamp_min(1e-6).gather(1, target.clamp_min(0)[:, None]))[:, 0]
+    l1 = (colour - outline[:, 1:4]).abs().mean(1) * (outline[:, 0] > 0)
+    return (ce + l1) * known
+
+
 def training_loss(weights: LossWeights, out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """Every term per sample (B,) and their weighted sum "total"; `out` holds the model's outputs
     (see `conr.training.step.forward`)."""
@@ -123,6 +136,8 @@ def training_loss(weights: LossWeights, out: dict[str, Tensor], batch: dict[str,
             terms["ssim"] = 1 - _per_sample(ssim_map(over_white(rgba), over_white(truth)))
         if weights.right > 0:
             terms["right"] = right_loss(rgba, truth)
+    if "line_width" in out and "outline" in batch and (weights.lines > 0 or "rgba" not in out):
+        terms["lines"] = line_loss(out["line_width"].float(), out["line_colour"].float(), batch["outline"].float())
     if "sheet_udp" in out:
         sheet = parser_loss(out["sheet_udp"].float(), batch["sheet_udp"].flatten(0, 1)).view(b, v).mean(1)
         terms["parser"] = sheet

@@ -2,7 +2,9 @@
 
 Stages (`conr train --stage`): "all" trains every part together; "parser" the UDP parser alone (on
 sheet views and target images); "shader" everything but the parser, which then runs as rendering
-runs it (the lookup family's refinement learns to correct the parser's real mistakes).
+runs it (the lookup family's refinement learns to correct the parser's real mistakes); "lines" the
+lookup shader's line head alone, on the outlines the data's manifest gives (nothing is rendered:
+a step is cheap, and a head learning one choice per sheet needs many).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from torch import Tensor
 
 from conr.models import CharacterSheet, CoNR
 from conr.models.layers import ResUNet, normalize_input
+from conr.models.lookup_shader import INK_INPUTS, LINE_BANDS, sheet_ink
 from conr.models.warp import pixel_grid
 
-STAGES = ("all", "parser", "shader")
+STAGES = ("all", "parser", "shader", "lines")
 
 
 def parse(model: CoNR, rgb: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -30,6 +33,8 @@ def forward(model: CoNR, batch: dict[str, Tensor], parse_targets: bool = True,
     """batch: tensors of `conr.training.data.SampleSet`, stacked (B, ...). Returns what the stage
     trains: the rendered RGBA (B, 4, S, S), the parser's UDP of the sheet views (B*V, 4, S, S) and of
     the target images (B, 4, S, S), the shader's per-view flows, and (CINN) the fused warped RGBA."""
+    if stage == "lines":
+        return _forward_lines(model, batch)
     if stage == "parser":
         # The parser is trained at its own size: the data set's.
         rgb = batch["sheet_rgb"].flatten(0, 1)
@@ -55,22 +60,42 @@ def forward(model: CoNR, batch: dict[str, Tensor], parse_targets: bool = True,
     return out
 
 
+def _forward_lines(model: CoNR, batch: dict[str, Tensor]) -> dict[str, Tensor | list[Tensor]]:
+    """The line head's reading of every sample's sheet, as `CoNR.encode_sheet` reads it."""
+    head = model.shader.lines if model.cfg.lookup is not None else None
+    assert head is not None, "checked by conr.training.loop"
+    if "sheet_profile" in batch:  # SampleSet(line_profiles=True) read it
+        width, colour = head(batch["sheet_profile"])
+        return {"line_width": width, "line_colour": colour}
+    reference = torch.cat([batch["sheet_rgb"], batch["sheet_alpha"]], 2)  # (B, V, 4, S, S)
+    width, colour = zip(*(head(sheet_ink(reference[k:k + 1], LINE_BANDS)[:, INK_INPUTS:])
+                          for k in range(reference.shape[0])))
+    return {"line_width": torch.cat(width), "line_colour": torch.cat(colour)}
+
+
 def _forward_lookup(model: CoNR, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor | list[Tensor]]:
     """Every sample's sheet encoded and matched exactly as `conr render` does (CoNR.encode_sheet,
     CoNR.render), one sample at a time: each has a sheet of its own."""
     target = CoNR.target_input(batch["target_udp"], batch["target_alpha"])
-    rgba, flows = [], []
+    rgba, flows, lines = [], [], []
+    head = model.shader.lines
     for k in range(target.shape[0]):
         with torch.set_grad_enabled(stage == "all" and torch.is_grad_enabled()):
             sheet = model.encode_sheet(batch["sheet_rgb"][k], batch["sheet_alpha"][k])
         trace: list[dict[str, Tensor]] = []
         rgba.append(model.render(sheet, target[k:k + 1], trace))
+        if head is not None:
+            assert sheet.ink is not None
+            lines.append(head(sheet.ink[:, INK_INPUTS:]))
         coords = trace[0]["coords"]  # the sheet has the target's size here: coords - position = flow
         flows.append(coords - pixel_grid(*coords.shape[-2:], device=coords.device))
     lookup = model.cfg.lookup
     out: dict[str, Tensor | list[Tensor] | float] = {
         "rgba": torch.cat(rgba), "flows": [torch.cat(flows)],
         "flow_cap": lookup.max_correction * target.shape[-1]}
+    if lines:  # what the line head read from each sheet: the outline's width weights and colour
+        out["line_width"] = torch.cat([w for w, _ in lines])
+        out["line_colour"] = torch.cat([c for _, c in lines])
     if stage == "all":
         out["sheet_udp"] = parse(model, batch["sheet_rgb"].flatten(0, 1))[0]
     return out
