@@ -350,6 +350,27 @@ def test_the_line_head_learns_the_outline_the_manifest_gives(data, tmp_path):
     assert set(k for k in rows[0] if k.startswith("loss/") and rows[0][k]) == {"loss/lines", "loss/total"}
 
 
+def test_init_leaves_out_a_module_the_architecture_lacks(tmp_path):
+    """Weights with the line head seed a model without one (going back to `lookup`): the rest is
+    taken whole."""
+    from conr.training.loop import load_init
+
+    torch.manual_seed(0)
+    lined = CoNR(preset("lookup-tiny"))
+    with torch.no_grad():
+        for p in lined.shader.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path / "lined.safetensors"
+    save_safetensors(lined, path)
+    cfg = preset("lookup-tiny")
+    plain = CoNR(replace(cfg, lookup=replace(cfg.lookup, line_width=False)))
+    said: list[str] = []
+    load_init(plain, str(path), said.append)
+    assert "shader (left out: lines)" in said[0]
+    for k, v in plain.shader.state_dict().items():
+        assert torch.equal(v, lined.shader.state_dict()[k]), k
+
+
 @pytest.mark.parametrize("extra, message", [
     (("--preset", "tiny"), "--stage lines trains the lookup shader's line head, which --preset tiny has not"),
     (("--loss-lines", "0"), "--stage lines learns from --loss-lines alone, which is 0"),

@@ -173,7 +173,13 @@ def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> None:
         if part not in source.parts or part not in learned:
             continue
         mine, theirs = model.part(part).state_dict(), source.part(part).state_dict()
-        if not theirs.keys() <= mine.keys():
+        # Whole modules this architecture lacks (e.g. the line head, going back to `lookup`) are left out.
+        modules = {k.split(".")[0] for k in mine}
+        dropped = sorted({k.split(".")[0] for k in theirs.keys() - mine.keys()})
+        if any(m in modules for m in dropped):
+            continue  # a module of another make, not one more or one less
+        theirs = {k: v for k, v in theirs.items() if k in mine}
+        if not theirs:
             continue
         same = all(mine[k].shape == theirs[k].shape for k in theirs)
         if not same and not all(_grows(theirs[k].shape, mine[k].shape) for k in theirs):
@@ -183,6 +189,7 @@ def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> None:
         # A part that gained a module (e.g. the lookup shader's line head) takes the rest.
         new = sorted({k.split(".")[0] for k in mine.keys() - theirs.keys()})
         notes += [f"new: {', '.join(new)} start untrained"] if new else []
+        notes += [f"left out: {', '.join(dropped)}"] if dropped else []
         loaded.append(part + (f" ({'; '.join(notes)})" if notes else ""))
     if not loaded:
         raise ConrError("no part of these weights fits the architecture being trained", Path(path),
