@@ -210,7 +210,8 @@ class LookupShader(nn.Module):
         coords, distance: (B, V, 2, H, W) and (B, V, 1, H, W), the matches (conr.models.matching):
         the sheet pixel (x, y) of each view that shows each target pixel's surface point, and how far.
         trace: if a dict is given, it receives "coords" (B, V, 2, H, W) the corrected matches and
-        "weight" (B, V, 1, H, W) the views' blend weights.
+        "weight" (B, V, 1, H, W) the views' blend weights; with the line head also "line_width"
+        (B, LINE_WIDTHS) and "line_colour" (B, 3), what it read from the sheet.
         ink: (1 or B, 6) sheet_ink(reference), with `line_width` (1 or B, 6 + 4 LINE_BANDS), if already
         known (it is read once per sheet).
         Returns RGBA (B, 4, H, W), RGB premultiplied.
@@ -281,6 +282,8 @@ class LookupShader(nn.Module):
         ink_rgb = ink[:, :3, None, None]
         if self.lines is not None:  # the sheet's width and colour, not the head's outline
             width, colour = self.lines(ink[:, INK_INPUTS:])
+            if trace is not None:
+                trace["line_width"], trace["line_colour"] = width, colour
             # Rendering grows the figure only as far as a width with any weight: a 1/2-px line, once.
             upto = LINE_WIDTHS if width.requires_grad else int((width.amax(0) > 1e-4).nonzero().max()) + 1
             width = width[:, :upto]

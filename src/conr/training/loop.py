@@ -407,7 +407,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
                         worker_init_fn=_worker_init, persistent_workers=False,
                         prefetch_factor=4 if cfg.workers else None, pin_memory=device.type == "cuda")
     # With no held-out characters (a single `conr poses` model, say) the grids show training characters.
-    val_batch = _validation_batch(val_chars or train_chars, cfg.size, views[1], renders) if ddp.main else None
+    val_batch = (_validation_batch(val_chars or train_chars, cfg.size, views[1], renders, cfg.stage == "lines")
+                 if ddp.main else None)
     val_tag = "val" if val_chars else "fixed_train"
     metrics = MetricsLog(out, start if resume else None) if ddp.main else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
@@ -503,9 +504,10 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     return out / RUN_WEIGHTS
 
 
-def _validation_batch(chars, size: int, views: int, flow: bool = True, count: int = 4) -> dict[str, Tensor]:
+def _validation_batch(chars, size: int, views: int, flow: bool = True, line_profiles: bool = False,
+                      count: int = 4) -> dict[str, Tensor]:
     """A few fixed held-out samples: the first frames of the first validation characters."""
-    ds = SampleSet(chars, size, jitter=None, flow=flow)
+    ds = SampleSet(chars, size, jitter=None, flow=flow, line_profiles=line_profiles)
     picks = [ds.items.index((c, 0)) for c in range(min(count, len(chars)))]
     picks += [i for i in range(len(ds)) if i not in picks][:count - len(picks)]
     return _collate([ds[SampleKey(i, min(views, ds.max_views), None)] for i in picks])

@@ -14,7 +14,6 @@ from torch import Tensor
 
 from conr.models import CharacterSheet, CoNR
 from conr.models.layers import ResUNet, normalize_input
-from conr.models.lookup_shader import INK_INPUTS, LINE_BANDS, sheet_ink
 from conr.models.warp import pixel_grid
 
 STAGES = ("all", "parser", "shader", "lines")
@@ -61,16 +60,11 @@ def forward(model: CoNR, batch: dict[str, Tensor], parse_targets: bool = True,
 
 
 def _forward_lines(model: CoNR, batch: dict[str, Tensor]) -> dict[str, Tensor | list[Tensor]]:
-    """The line head's reading of every sample's sheet, as `CoNR.encode_sheet` reads it."""
+    """The line head's reading of every sample's sheet profile (sheet_ink, as CoNR.encode_sheet reads it)."""
     head = model.shader.lines if model.cfg.lookup is not None else None
     assert head is not None, "checked by conr.training.loop"
-    if "sheet_profile" in batch:  # SampleSet(line_profiles=True) read it
-        width, colour = head(batch["sheet_profile"])
-        return {"line_width": width, "line_colour": colour}
-    reference = torch.cat([batch["sheet_rgb"], batch["sheet_alpha"]], 2)  # (B, V, 4, S, S)
-    width, colour = zip(*(head(sheet_ink(reference[k:k + 1], LINE_BANDS)[:, INK_INPUTS:])
-                          for k in range(reference.shape[0])))
-    return {"line_width": torch.cat(width), "line_colour": torch.cat(colour)}
+    width, colour = head(batch["sheet_profile"])  # SampleSet(line_profiles=True) read the sheets
+    return {"line_width": width, "line_colour": colour}
 
 
 def _forward_lookup(model: CoNR, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor | list[Tensor]]:
@@ -78,15 +72,13 @@ def _forward_lookup(model: CoNR, batch: dict[str, Tensor], stage: str) -> dict[s
     CoNR.render), one sample at a time: each has a sheet of its own."""
     target = CoNR.target_input(batch["target_udp"], batch["target_alpha"])
     rgba, flows, lines = [], [], []
-    head = model.shader.lines
     for k in range(target.shape[0]):
         with torch.set_grad_enabled(stage == "all" and torch.is_grad_enabled()):
             sheet = model.encode_sheet(batch["sheet_rgb"][k], batch["sheet_alpha"][k])
         trace: list[dict[str, Tensor]] = []
         rgba.append(model.render(sheet, target[k:k + 1], trace))
-        if head is not None:
-            assert sheet.ink is not None
-            lines.append(head(sheet.ink[:, INK_INPUTS:]))
+        if "line_width" in trace[0]:  # what the line head read, as it drew the outline
+            lines.append((trace[0]["line_width"], trace[0]["line_colour"]))
         coords = trace[0]["coords"]  # the sheet has the target's size here: coords - position = flow
         flows.append(coords - pixel_grid(*coords.shape[-2:], device=coords.device))
     lookup = model.cfg.lookup
