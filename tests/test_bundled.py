@@ -73,3 +73,43 @@ def test_render_without_weights_uses_the_bundled_model(capsys, sheets, udp_poses
     assert frames
     alpha = read_frame(frames[0])[:, :, 3]
     assert 0 < np.count_nonzero(alpha) < alpha.size  # a figure, not an empty or a full frame
+
+
+def _front_and_back(heldout):
+    """The held-out character's front and back sheet views as rendering prepares them, and their true UDP."""
+    import torch
+
+    from conr.files.io import read_rgba
+    from conr.files.udp import read_udp
+    from conr.render.preprocess import prepare_image, prepare_udp
+
+    renderer = Renderer.from_weights(None, device="cpu")
+    sheet = read_data([heldout])[0].sheet[:2]
+    imgs = [read_rgba(img) for img, _ in sheet]
+    size = renderer.sheet_size(imgs)
+    prepared = [prepare_image(i, size) for i in imgs]
+    truth = torch.stack([prepare_udp(read_udp(u), size, p.crop).label for p, (_, u) in zip(prepared, sheet)])
+    return renderer.model, torch.stack([p.rgb for p in prepared]), truth
+
+
+def test_the_sheet_is_read_closer_to_its_true_udp_by_the_ensemble(heldout):
+    import torch
+
+    from conr.training.metrics import parser_metrics
+
+    model, rgb, truth = _front_and_back(heldout)
+    with torch.inference_mode():
+        single = parser_metrics(model.parse(rgb), truth)["udp_l1"]
+        ensemble = parser_metrics(model.parse_sheet(rgb), truth)["udp_l1"]
+    assert bool((ensemble < single).all()), (single, ensemble)
+
+
+def test_a_mirrored_sheet_view_is_read_as_the_mirrored_body(heldout):
+    import torch
+
+    model, rgb, _ = _front_and_back(heldout)
+    with torch.inference_mode():
+        udp = model.parse_sheet(rgb)
+        mirrored = model.parse_sheet(rgb.flip(-1)).flip(-1)
+    assert torch.allclose(mirrored[:, 0], 1 - udp[:, 0], atol=1e-5)
+    assert torch.allclose(mirrored[:, 1:], udp[:, 1:], atol=1e-5)

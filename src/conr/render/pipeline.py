@@ -262,7 +262,8 @@ class Renderer:
             p = prepare_image(img, size, crop)
             assert p is not None
             with self._autocast():
-                udp = self.model.parse(p.rgb[None].to(self.device)).float()[0]
+                rgb = p.rgb[None].to(self.device)  # the lookup family reads sheet views as it renders them
+                udp = (self.model.parse_sheet(rgb) if self.native else self.model.parse(rgb)).float()[0]
             full = uncrop(udp.permute(1, 2, 0).cpu().numpy(), crop, img.shape[0], img.shape[1], label=True)
             # A body only where the image shows something.
             vis = np.where(img[:, :, 3:4] > 0, full[:, :, 3:4], 0.0)

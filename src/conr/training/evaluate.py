@@ -292,7 +292,8 @@ def _sheet_parser_metrics(renderer, char: Character, views: int) -> dict[str, li
     prepared = [prepare_image(i, size) for i in imgs]
     labels = torch.stack([prepare_udp(read_udp(u), size, p.crop).label for p, (_, u) in zip(prepared, char.sheet)])
     rgb = torch.stack([p.rgb for p in prepared]).to(renderer.device)
-    udp = renderer.model.parse(rgb).float().cpu()
+    model = renderer.model
+    udp = (model.parse_sheet(rgb) if model.cfg.lookup is not None else model.parse(rgb)).float().cpu()
     scores = parser_metrics(udp, labels)
     return {"sheet_udp_l1": scores["udp_l1"].tolist(), "sheet_visibility_iou": scores["visibility_iou"].tolist()}
 
