@@ -495,3 +495,33 @@ def test_an_unknown_preset_is_refused_by_name(data, tmp_path):
     from conr.cli import main
 
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "huge", "--quiet"]) == 2
+
+
+def test_the_parser_stage_sees_each_image_mirrored_half_the_time_with_its_udp(data):
+
+    from conr.training.data import SampleKey, SampleSet, read_data
+
+    chars = read_data([data])
+    plain = SampleSet(chars, 128, jitter=None, flow=False)
+    mirrored = SampleSet(chars, 128, jitter=None, flow=False, mirror=True)
+    images = [("target_rgba", "target_alpha", "target_udp", None)]
+    images += [("sheet_rgb", "sheet_alpha", "sheet_udp", v) for v in range(4)]
+    flips = []
+    for seed in range(6):
+        a, b = plain[SampleKey(0, 4, seed)], mirrored[SampleKey(0, 4, seed)]
+        for rgb, alpha, udp, view in images:
+            def pick(sample, key):
+                return sample[key] if view is None else sample[key][view]
+
+            flip = not torch.equal(pick(a, rgb), pick(b, rgb))
+            flips.append(flip)
+            turn = (lambda t: t.flip(-1)) if flip else (lambda t: t)
+            assert torch.equal(pick(b, rgb), turn(pick(a, rgb)))
+            assert torch.equal(pick(b, alpha), turn(pick(a, alpha)))
+            was, now = turn(pick(a, udp)), pick(b, udp)
+            assert torch.equal(now[1:], was[1:])  # Y, Z and visibility go with the pixels
+            vis = was[3] > 0.5
+            assert torch.allclose(now[0][vis], (1 - was[0] if flip else was[0])[vis], atol=1e-6)
+    assert 0.25 < sum(flips) / len(flips) < 0.75
+    with pytest.raises(ValueError, match="correspondences"):
+        SampleSet(chars, 128, mirror=True)

@@ -251,19 +251,41 @@ class SampleKey:
     seed: int | None  # None: no augmentation, the first `views` views in order (evaluation)
 
 
+def _mirror(sample: dict[str, Tensor], keys: tuple[str, ...], view: int | None, flip: bool) -> None:
+    """Mirror one image of a sample, and its UDP (the last key): X * A becomes (1 - X) * A. Out of
+    place: a sample's tensors may share memory (the target's alpha is its UDP's visibility)."""
+    if not flip:
+        return
+    new = {}
+    for key in keys:
+        t = sample[key].clone()
+        part = t if view is None else t[view]
+        part.copy_(part.flip(-1))
+        new[key] = t
+    udp = new[keys[-1]] if view is None else new[keys[-1]][view]
+    udp[0] = udp[3] - udp[0]
+    sample.update(new)
+
+
 class SampleSet(Dataset):
     """(character, target frame) pairs of some characters."""
 
     def __init__(self, characters: Sequence[Character], size: int,
                  jitter: CropJitter | NativeWindow | None = CropJitter(),
-                 flow: bool = True, photometric: Photometric | None = None, line_profiles: bool = False):
+                 flow: bool = True, photometric: Photometric | None = None, line_profiles: bool = False,
+                 mirror: bool = False):
         """photometric: each image's own random look (for the UDP parser alone: the target images
-        then no longer match the sheet's colours). line_profiles: each sample also carries its sheet's
+        then no longer match the sheet's colours). mirror: each image mirrored half the time, its UDP's
+        X with it (1 - X; for the UDP parser alone: `conr synth` turns its side views one way, drawn
+        sheets face either way). line_profiles: each sample also carries its sheet's
         edge profile ("sheet_profile", as the line head reads it), worked out once per character and
         set of views: the line head alone (`--stage lines`) trains on nothing else."""
         self.characters = list(characters)
         self.photometric = photometric
         self.line_profiles = line_profiles
+        if mirror and flow:
+            raise ValueError("mirrored images have no correspondences with the unmirrored ones")
+        self.mirror = mirror
         self._profiles: dict[tuple[int, tuple[int, ...]], Tensor] = {}
         self.items = [(c, f) for c in range(len(self.characters)) for f in range(len(self.characters[c].frames))]
         self.size = size
@@ -325,6 +347,10 @@ class SampleSet(Dataset):
             "sheet_udp": torch.stack(sheet_udp), "target_udp": target.label, "target_alpha": target.alpha,
             "target_rgba": to_unit(rgba), "outline": outline,
         }
+        if self.mirror and rng is not None:  # drawn last: the other draws stay as they were without it
+            _mirror(sample, ("target_rgba", "target_alpha", "target_udp"), None, rng.random() < 0.5)
+            for i, flip in enumerate(rng.random(len(views)) < 0.5):
+                _mirror(sample, ("sheet_rgb", "sheet_alpha", "sheet_udp"), i, bool(flip))
         if self.flow:
             sample["flow"] = correspondence_flow(sample["target_udp"], sample["sheet_udp"])
         if self.line_profiles:

@@ -365,7 +365,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
             jitter = NativeWindow(cfg.size)
     train_set = SampleSet(train_chars, cfg.size, jitter=jitter, flow=renders,
                           photometric=Photometric() if parser_only and cfg.photometric else None,
-                          line_profiles=cfg.stage == "lines")
+                          line_profiles=cfg.stage == "lines", mirror=parser_only and cfg.photometric)
     if train_set.max_views < views[1]:
         raise ConrError(f"--views asks for up to {views[1]} sheet views, but some characters have only "
                         f"{train_set.max_views}", hint=f"use --views {min(views[0], train_set.max_views)}:"
