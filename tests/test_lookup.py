@@ -498,7 +498,6 @@ def test_an_unknown_preset_is_refused_by_name(data, tmp_path):
 
 
 def test_the_parser_stage_sees_each_image_mirrored_half_the_time_with_its_udp(data):
-
     from conr.training.data import SampleKey, SampleSet, read_data
 
     chars = read_data([data])

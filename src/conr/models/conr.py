@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from conr.models.config import CoNRConfig
 from conr.models.lookup_shader import LINE_BANDS, LookupShader, sheet_ink
-from conr.models.matching import SurfaceIndex, inner_surface
+from conr.models.matching import VISIBLE, SurfaceIndex, inner_surface
 from conr.models.rgba_decoder import RGBADecoder
 from conr.models.shader import CINNShader
 from conr.models.target_pose_encoder import TargetPoseEncoder
@@ -87,16 +87,15 @@ class CoNR(nn.Module):
         return udp
 
     def parse_sheet(self, images: Tensor) -> Tensor:
-        """The lookup family's UDP of the sheet views (V, 4, H, W), what all matching goes through. With
-        `parser_ensemble`, the mean of ten readings: the views shifted by half a parser pixel each way
+        """The UDP of sheet views (V, 4, H, W): in the lookup family what all matching goes through (the
+        CINN family reads them once, as `parse` does). With `parser_ensemble`, the mean of ten readings: the views shifted by half a parser pixel each way
         (the parser reads a 2x downsampled image; its errors depend on where the pixel grid falls) and
         the same mirrored, whose X is 1 - X (a body is symmetric about its UDP box's centre, x = 0.5).
         A view whose mirrored reading disagrees on the whole (the parser tells a side view's left from
         its right less surely mirrored: X moves by 0.06-0.18 on those) keeps its plain readings.
         Measured on validation characters (seeds 710000, through `conr render`'s defaults at 256 px,
         the bundled weights): right pixels 0.577 to 0.588; in the styles never trained on, 0.613 to 0.621."""
-        assert self.cfg.lookup is not None
-        if not self.cfg.lookup.parser_ensemble:
+        if self.cfg.lookup is None or not self.cfg.lookup.parser_ensemble:
             return self.parse(images)
         size, work = images.shape[-1], self.cfg.lookup.parser_size
         d = max(1, round(size / work / 2))
@@ -110,8 +109,8 @@ class CoNR(nn.Module):
         udp = shifted(images)
         mirrored = shifted(images.flip(-1)).flip(-1)
         mirrored = torch.cat([1 - mirrored[:, :1], mirrored[:, 1:]], 1)
-        both = (udp[:, 3] > 0.5) & (mirrored[:, 3] > 0.5)
-        offset = torch.stack([(u[:, b][0] - m[:, b][0]).mean() if bool(b.any()) else u.new_tensor(1.0)
+        both = (udp[:, 3] > VISIBLE) & (mirrored[:, 3] > VISIBLE)
+        offset = torch.stack([(u[0][b] - m[0][b]).mean() if bool(b.any()) else u.new_tensor(1.0)
                               for u, m, b in zip(udp, mirrored, both)])
         agrees = (offset.abs() < MIRROR_AGREEMENT).to(udp.dtype)[:, None, None, None]
         return udp + agrees * (mirrored - udp) / 2

@@ -262,8 +262,7 @@ class Renderer:
             p = prepare_image(img, size, crop)
             assert p is not None
             with self._autocast():
-                rgb = p.rgb[None].to(self.device)  # the lookup family reads sheet views as it renders them
-                udp = (self.model.parse_sheet(rgb) if self.native else self.model.parse(rgb)).float()[0]
+                udp = self.model.parse_sheet(p.rgb[None].to(self.device)).float()[0]  # as rendering reads sheets
             full = uncrop(udp.permute(1, 2, 0).cpu().numpy(), crop, img.shape[0], img.shape[1], label=True)
             # A body only where the image shows something.
             vis = np.where(img[:, :, 3:4] > 0, full[:, :, 3:4], 0.0)

@@ -292,8 +292,7 @@ def _sheet_parser_metrics(renderer, char: Character, views: int) -> dict[str, li
     prepared = [prepare_image(i, size) for i in imgs]
     labels = torch.stack([prepare_udp(read_udp(u), size, p.crop).label for p, (_, u) in zip(prepared, char.sheet)])
     rgb = torch.stack([p.rgb for p in prepared]).to(renderer.device)
-    model = renderer.model
-    udp = (model.parse_sheet(rgb) if model.cfg.lookup is not None else model.parse(rgb)).float().cpu()
+    udp = renderer.model.parse_sheet(rgb).float().cpu()
     scores = parser_metrics(udp, labels)
     return {"sheet_udp_l1": scores["udp_l1"].tolist(), "sheet_visibility_iou": scores["visibility_iou"].tolist()}
 
