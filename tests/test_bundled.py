@@ -75,8 +75,9 @@ def test_render_without_weights_uses_the_bundled_model(capsys, sheets, udp_poses
     assert 0 < np.count_nonzero(alpha) < alpha.size  # a figure, not an empty or a full frame
 
 
-def _front_and_back(heldout):
-    """The held-out character's front and back sheet views as rendering prepares them, and their true UDP."""
+def _front_and_back(heldout, frames: bool = False):
+    """The held-out character's front and back sheet views (or its two pose frames, as images) as
+    rendering prepares them, and their true UDP."""
     import torch
 
     from conr.files.io import read_rgba
@@ -84,7 +85,8 @@ def _front_and_back(heldout):
     from conr.render.preprocess import prepare_image, prepare_udp
 
     renderer = Renderer.from_weights(None, device="cpu")
-    sheet = read_data([heldout])[0].sheet[:2]
+    character = read_data([heldout])[0]
+    sheet = [(img, udp) for udp, img in character.frames[:2]] if frames else character.sheet[:2]
     imgs = [read_rgba(img) for img, _ in sheet]
     size = renderer.sheet_size(imgs)
     prepared = [prepare_image(i, size) for i in imgs]
@@ -113,3 +115,16 @@ def test_a_mirrored_sheet_view_is_read_as_the_mirrored_body(heldout):
         mirrored = model.parse_sheet(rgb.flip(-1)).flip(-1)
     assert torch.allclose(mirrored[:, 0], 1 - udp[:, 0], atol=1e-5)
     assert torch.allclose(mirrored[:, 1:], udp[:, 1:], atol=1e-5)
+
+
+def test_pose_images_are_read_as_the_sheet_views_are(heldout):
+    import torch
+
+    from conr.training.metrics import parser_metrics
+
+    model, rgb, truth = _front_and_back(heldout, frames=True)
+    with torch.inference_mode():
+        pose = model.parse_pose(rgb)
+        assert torch.equal(pose, model.parse_sheet(rgb))
+        single = parser_metrics(model.parse(rgb), truth)["udp_l1"]
+    assert float(parser_metrics(pose, truth)["udp_l1"].mean()) < float(single.mean()), single

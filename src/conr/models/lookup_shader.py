@@ -53,8 +53,8 @@ class LookupShaderConfig:
     # With `ink`: draw the outline as wide as the sheet draws it, in a colour picked from the sheet's
     # edge (`LineHead`), instead of the head's guess of a width it cannot see. Off in files saved before.
     line_width: bool = False
-    # Read each sheet view as an ensemble (`CoNR.parse_sheet`): shifted by half a parser pixel and
-    # mirrored. Rendering only, so files saved before it existed read their sheets so too.
+    # Read each sheet view, and each pose given as an image, as an ensemble (`CoNR.parse_sheet`):
+    # shifted by half a parser pixel and mirrored. Rendering only, so files saved before it existed read their sheets so too.
     parser_ensemble: bool = True
 
 
