@@ -54,7 +54,8 @@ class LookupShaderConfig:
     # edge (`LineHead`), instead of the head's guess of a width it cannot see. Off in files saved before.
     line_width: bool = False
     # Read each sheet view, and each pose given as an image, as an ensemble (`CoNR.parse_sheet`):
-    # shifted by half a parser pixel and mirrored. Rendering only, so files saved before it existed read their sheets so too.
+    # shifted by half a parser pixel and mirrored. Rendering only, so files saved before it existed
+    # read their sheets and pose images so too.
     parser_ensemble: bool = True
 
 
