@@ -318,6 +318,17 @@ def test_parser_then_shader_stages_train_only_their_parts(data, tmp_path):
     assert not torch.equal(second.shader.head[-1].weight, first.shader.head[-1].weight)
     assert second.cfg.image_size == preset("lookup-tiny").image_size == 128  # its cap, not the training size
 
+    # A parser run that started from a whole model holds that model's shader, and passes it on.
+    code, err = _train(data, tmp_path / "parser2", "--stage", "parser", "--size", "64", "--steps", "2",
+                       "--init", str(tmp_path / "shader"))
+    assert code == 0, err
+    code, err = _train(data, tmp_path / "shader2", "--stage", "shader", "--size", "64", "--steps", "1",
+                       "--lr", "1e-12", "--init", str(tmp_path / "parser2"))
+    assert code == 0, err
+    assert "init: udpparsernet, shader from" in err
+    third = load_model(tmp_path / "shader2")
+    assert torch.allclose(third.shader.head[-1].weight, second.shader.head[-1].weight, atol=1e-6)
+
 
 def test_the_line_head_learns_the_outline_the_manifest_gives(data, tmp_path):
     """`conr synth` writes how it drew each outline; the samples carry it in their own pixels, and

@@ -36,7 +36,7 @@ from conr.training.data import (CropJitter, NativeWindow, SampleKey, SampleSet, 
 from conr.training.losses import LossWeights, training_loss
 from conr.training.monitor import MetricsLog, write_grid
 from conr.training.step import forward
-from conr.render.weights import RUN_WEIGHTS
+from conr.render.weights import RUN_WEIGHTS, training_meta
 
 RUN_FILE = "run.json"
 
@@ -161,14 +161,31 @@ def trainable(model: CoNR, stage: str = "all") -> list[nn.Parameter]:
     return params
 
 
-def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> None:
-    """Start from the parts of `path` (any weights `--weights` takes) that fit this architecture."""
-    from conr.render.weights import load_model, training_meta
+def learned_parts(meta: dict, parts: tuple[str, ...]) -> tuple[str, ...]:
+    """The parts of a weights file that hold learned weights, from its training record (`meta`,
+    conr.render.weights.training_meta): what its run trained and what it took from its --init. A
+    file without the list (made before it was recorded) that trained the parser alone holds an
+    untrained rest; any other file, a shipped model included, is learned throughout."""
+    if "learned" in meta:
+        return tuple(p for p in parts if p in meta["learned"])
+    return ("udpparsernet",) if meta.get("stage") == "parser" else parts
+
+
+def stage_parts(model: CoNR, stage: str) -> tuple[str, ...]:
+    """The parts a stage trains (see `trainable`)."""
+    if stage == "parser":
+        return ("udpparsernet",)
+    return tuple(p for p in model.parts if stage == "all" or p != "udpparsernet")
+
+
+def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> tuple[str, ...]:
+    """Start from the parts of `path` (any weights `--weights` takes) that fit this architecture and
+    hold learned weights there; return the parts loaded."""
+    from conr.render.weights import load_model
 
     source = load_model(path)
-    # A run that trained the parser alone holds an untrained shader: only its parser is worth taking.
-    learned = ("udpparsernet",) if training_meta(path).get("stage") == "parser" else source.parts
-    loaded = []
+    learned = learned_parts(training_meta(path), source.parts)
+    loaded, taken = [], []
     for part in model.parts:
         if part not in source.parts or part not in learned:
             continue
@@ -191,10 +208,12 @@ def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> None:
         notes += [f"new: {', '.join(new)} start untrained"] if new else []
         notes += [f"left out: {', '.join(dropped)}"] if dropped else []
         loaded.append(part + (f" ({'; '.join(notes)})" if notes else ""))
+        taken.append(part)
     if not loaded:
         raise ConrError("no part of these weights fits the architecture being trained", Path(path),
                         "give --init weights of the same preset (or whose UDP parser is the same)")
     log(f"init: {', '.join(loaded)} from {path}")
+    return tuple(taken)
 
 
 def _grows(old: torch.Size, new: torch.Size) -> bool:
@@ -375,8 +394,11 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     # The lookup family draws at the frames' own size whatever size it trained at: it keeps its cap.
     model_cfg = base if base.family == "lookup" else dataclasses.replace(base, image_size=cfg.size)
     model = CoNR(model_cfg).to(device)
+    # What the weights this run saves hold learned: what it trains and what its --init gave it
+    # (so that a parser-stage run from a whole model passes the shader on to the next --init).
+    learned = set(stage_parts(model, cfg.stage))
     if cfg.init is not None and not resume:
-        load_init(model, cfg.init, log if ddp.main else (lambda s: None))
+        learned |= set(load_init(model, cfg.init, log if ddp.main else (lambda s: None)))
     params = trainable(model, cfg.stage)
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
@@ -387,6 +409,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         latest = checkpoint.latest(out)
         assert latest is not None
         start = checkpoint.load(latest, model, opt)
+        learned |= set(learned_parts(training_meta(latest / "model.safetensors"), model.parts))
         if ddp.main:
             log(f"resuming from {latest} (step {start})")
     elif ddp.main:
@@ -421,7 +444,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     step = start
     last_saved = start
-    meta_run = {"preset": cfg.preset, "size": cfg.size, "data": cfg.data, "seed": cfg.seed, "stage": cfg.stage}
+    meta_run = {"preset": cfg.preset, "size": cfg.size, "data": cfg.data, "seed": cfg.seed, "stage": cfg.stage,
+                "learned": [p for p in model.parts if p in learned]}
     window: list[dict[str, float]] = []
     updating = False
     t0, samples_done = time.perf_counter(), 0
