@@ -212,7 +212,9 @@ def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> tuple[str, 
     if not loaded:
         raise ConrError("no part of these weights fits the architecture being trained", Path(path),
                         "give --init weights of the same preset (or whose UDP parser is the same)")
-    log(f"init: {', '.join(loaded)} from {path}")
+    untrained = [p for p in model.parts if p in source.parts and p not in learned]
+    log(f"init: {', '.join(loaded)} from {path}" +
+        (f" (not taken, as that run never trained it: {', '.join(untrained)})" if untrained else ""))
     return tuple(taken)
 
 
