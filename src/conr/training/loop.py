@@ -171,13 +171,6 @@ def learned_parts(meta: dict, parts: tuple[str, ...]) -> tuple[str, ...]:
     return ("udpparsernet",) if meta.get("stage") == "parser" else parts
 
 
-def stage_parts(model: CoNR, stage: str) -> tuple[str, ...]:
-    """The parts a stage trains (see `trainable`)."""
-    if stage == "parser":
-        return ("udpparsernet",)
-    return tuple(p for p in model.parts if stage == "all" or p != "udpparsernet")
-
-
 def load_init(model: CoNR, path: str, log: Callable[[str], None]) -> tuple[str, ...]:
     """Start from the parts of `path` (any weights `--weights` takes) that fit this architecture and
     hold learned weights there; return the parts loaded."""
@@ -396,12 +389,13 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     # The lookup family draws at the frames' own size whatever size it trained at: it keeps its cap.
     model_cfg = base if base.family == "lookup" else dataclasses.replace(base, image_size=cfg.size)
     model = CoNR(model_cfg).to(device)
+    taken: tuple[str, ...] = ()
+    if cfg.init is not None and not resume:
+        taken = load_init(model, cfg.init, log if ddp.main else (lambda s: None))
+    params = trainable(model, cfg.stage)
     # What the weights this run saves hold learned: what it trains and what its --init gave it
     # (so that a parser-stage run from a whole model passes the shader on to the next --init).
-    learned = set(stage_parts(model, cfg.stage))
-    if cfg.init is not None and not resume:
-        learned |= set(load_init(model, cfg.init, log if ddp.main else (lambda s: None)))
-    params = trainable(model, cfg.stage)
+    learned = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad} | set(taken)
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
