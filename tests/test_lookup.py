@@ -14,9 +14,11 @@ import torch
 from conr.errors import ConrError
 from conr.models import CharacterSheet, CoNR, CoNRConfig, preset
 from conr.models.matching import SurfaceIndex, inner_surface
+from conr.models.tilt import tilt
 from conr.models.warp import pixel_grid, sample
 from conr.render.pipeline import Renderer
 from conr.render.weights import load_model, save_safetensors
+from conr.training.loop import load_init
 
 
 def _coded_udp(h: int, w: int, visible: torch.Tensor | None = None) -> torch.Tensor:
@@ -201,7 +203,7 @@ def test_init_widens_a_shader_saved_without_ink(data, tmp_path):
 
     torch.manual_seed(0)
     cfg = preset("lookup-tiny")
-    old = CoNR(dataclasses.replace(cfg, lookup=dataclasses.replace(cfg.lookup, ink=False)))
+    old = CoNR(dataclasses.replace(cfg, lookup=dataclasses.replace(cfg.lookup, ink=False, tilt=False)))
     with torch.no_grad():
         for p in old.shader.parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -216,6 +218,55 @@ def test_init_widens_a_shader_saved_without_ink(data, tmp_path):
     w_old, w_new = old.shader.head[0].weight, new.shader.head[0].weight
     assert torch.allclose(w_new[:, :w_old.shape[1]], w_old, atol=1e-6)
     assert w_new[:, w_old.shape[1]:].abs().max() < 1e-9  # one step at lr 1e-12: still no say
+
+
+def test_tilt_is_how_far_a_spheres_surface_turns_from_the_camera():
+    """A sphere seen orthographically, its UDP its own points rotated and scaled (any rigid rest
+    frame): the tilt's cosine is the normal's depth part, its sign-free direction the radial one."""
+    n = 97
+    y, x = torch.meshgrid(torch.linspace(-1.2, 1.2, n), torch.linspace(-1.2, 1.2, n), indexing="ij")
+    r2 = x * x + y * y
+    vis = (r2 < 1).float()
+    z = (1 - r2).clamp_min(0).sqrt()
+    rot = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(3)))[0]
+    rest = (rot @ torch.stack([x, y, z]).reshape(3, -1)).reshape(3, n, n) * 0.3 + 0.5
+    feats = tilt(torch.cat([rest * vis, vis[None]])[None])[0]
+    inside, angle, sin2 = r2 < 0.8, torch.atan2(y, x), 1 - z * z
+    assert (feats[0] - z)[inside].abs().max() < 0.02
+    assert (feats[1] - sin2 * torch.cos(2 * angle))[inside].abs().max() < 0.03
+    assert (feats[2] - sin2 * torch.sin(2 * angle))[inside].abs().max() < 0.03
+    assert feats[:, vis == 0].abs().max() == 0
+    # Which way the normal points in the image plane is not in the UDP: the mirrored sphere reads the same.
+    mirrored = (rot @ torch.stack([x, y, -z]).reshape(3, -1)).reshape(3, n, n) * 0.3 + 0.5
+    assert (tilt(torch.cat([mirrored * vis, vis[None]])[None])[0] - feats)[:, inside].abs().max() < 0.01
+
+
+def test_lookup_weights_seed_the_tilt_shader_and_draw_the_same_frames(tmp_path):
+    """`lookup-tilt` started from weights without tilt (conr train --init) draws their frames until
+    trained: the tilt inputs start with no say."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = preset("lookup-tiny")
+    old = CoNR(dataclasses.replace(cfg, lookup=dataclasses.replace(cfg.lookup, tilt=False))).eval()
+    with torch.no_grad():
+        for p in old.shader.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "old.safetensors"
+    save_safetensors(old, path)
+    new = CoNR(cfg).eval()
+    logs: list[str] = []
+    assert load_init(new, str(path), logs.append) == ("udpparsernet", "shader")
+    assert "shader (widened" in logs[0]
+    s = 64
+    model, udp, _ = _square_view()
+    sheet = _sheet_from_udp(old, torch.rand(1, 3, s, s), udp)
+    target_udp = torch.zeros(4, s, s)
+    target_udp[:, 12:60, 13:61] = udp[0, :, 8:56, 8:56]
+    target = CoNR.target_input(target_udp[None])
+    with torch.no_grad():
+        a, b = old.render(sheet, target), new.render(sheet, target)
+    assert torch.equal(a, b)
 
 
 def test_lookup_config_and_weights_round_trip(tmp_path):

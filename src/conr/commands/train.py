@@ -12,7 +12,7 @@ from conr.commands.options import ranged
 
 # Options whose defaults come from TrainConfig (or, with --resume, from the run's run.json).
 _OPTIONS = {
-    "preset": (str, "architecture: official, small, tiny, lookup, lookup-lines or lookup-tiny (default small)"),
+    "preset": (str, "architecture: official, small, tiny, lookup, lookup-lines, lookup-tilt or lookup-tiny (default small)"),
     "size": (int, "network resolution, a multiple of 128 (default 128)"),
     "steps": (int, "optimiser steps in all (default 20000); with --resume it may be raised"),
     "batch_size": (int, "global batch, split over torchrun's processes (default 4)"),

@@ -132,16 +132,26 @@ def _lookup_lines() -> CoNRConfig:
     return dataclasses.replace(base, lookup=dataclasses.replace(base.lookup, line_width=True))
 
 
+def _lookup_tilt() -> CoNRConfig:
+    """`lookup` whose refinement and head also read the surface tilt of the target and of the pixels
+    they copy (conr.models.tilt): cel shading follows it, so it tells where a copied pixel's shading
+    is another view's. Start it from `lookup` weights (`conr train --init`): the tilt inputs start
+    with no say."""
+    base = _lookup()
+    assert base.lookup is not None
+    return dataclasses.replace(base, lookup=dataclasses.replace(base.lookup, tilt=True))
+
+
 def _lookup_tiny() -> CoNRConfig:
-    """For tests: the lookup family with a tiny parser and refinement network, and the line head
-    (`lookup-lines`), so that the tests run every part of the family."""
+    """For tests: the lookup family with a tiny parser and refinement network, the line head
+    (`lookup-lines`) and the tilt inputs (`lookup-tilt`), so that the tests run every part of the family."""
     return CoNRConfig(parser=_tiny().parser, image_size=128,
                       lookup=LookupShaderConfig(parser_size=64, work_size=64, widths=(4, 8), head_width=4,
-                                                 ink=True, line_width=True))
+                                                 ink=True, line_width=True, tilt=True))
 
 
 PRESETS = {"official": _official, "small": _small, "tiny": _tiny, "lookup": _lookup, "lookup-lines": _lookup_lines,
-           "lookup-tiny": _lookup_tiny}
+           "lookup-tilt": _lookup_tilt, "lookup-tiny": _lookup_tiny}
 
 
 def preset(name: str) -> CoNRConfig:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from conr.models.matching import erode
+from conr.models.tilt import TILT_FEATURES, tilt
 from conr.models.warp import sample
 
 _EPS = 1e-6
@@ -57,6 +58,10 @@ class LookupShaderConfig:
     # shifted by half a parser pixel and mirrored. Rendering only, so files saved before it existed
     # read their sheets and pose images so too.
     parser_ensemble: bool = True
+    # Surface tilt (conr.models.tilt) of the target and of each view's warped pixels, read by the
+    # refinement network and the head: where a copied pixel's shading cannot be the target's. Off in
+    # files saved before it existed.
+    tilt: bool = False
 
 
 def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -182,7 +187,8 @@ class LookupShader(nn.Module):
         super().__init__()
         self.cfg = cfg
         w = cfg.widths
-        self.down = nn.ModuleList([_block(VIEW_INPUTS, w[0])] +
+        tilts = 2 * TILT_FEATURES if cfg.tilt else 0  # the target's and the view's (or the blend's)
+        self.down = nn.ModuleList([_block(VIEW_INPUTS + tilts, w[0])] +
                                   [_block(w[i - 1], w[i], stride=2) for i in range(1, len(w))])
         self.exchange = nn.ModuleList(ViewExchange(c) for c in w)
         self.up = nn.ModuleList(_block(w[i + 1] + w[i], w[i]) for i in reversed(range(len(w) - 1)))
@@ -190,7 +196,7 @@ class LookupShader(nn.Module):
         self.feature_head = nn.Conv2d(w[0], cfg.head_width, 1)
         hw = cfg.head_width
         extra = INK_INPUTS if cfg.ink else 0
-        self.head = nn.Sequential(nn.Conv2d(hw + 3 + 1 + 4 + extra, hw, 3, 1, 1), nn.PReLU(hw),
+        self.head = nn.Sequential(nn.Conv2d(hw + 3 + 1 + 4 + extra + tilts, hw, 3, 1, 1), nn.PReLU(hw),
                                   nn.Conv2d(hw, hw, 3, 1, 1), nn.PReLU(hw),
                                   nn.Conv2d(hw, HEAD_OUTPUTS + int(cfg.ink), 3, 1, 1))
         # Untrained, the shader is the plain lookup: no correction, the nearest match's view, no
@@ -200,9 +206,9 @@ class LookupShader(nn.Module):
             nn.init.zeros_(conv.weight)
             with torch.no_grad():
                 conv.bias.copy_(torch.tensor(bias))
-        if cfg.ink:  # the line colour has no say until trained
-            with torch.no_grad():
-                self.head[0].weight[:, -INK_INPUTS:].zero_()
+        with torch.no_grad():  # the line colour and the tilt have no say until trained (inputs last)
+            self.head[0].weight[:, hw + 8:].zero_()
+            self.down[0][0].weight[:, VIEW_INPUTS:].zero_()
         self.lines = LineHead() if cfg.ink and cfg.line_width else None
 
     def forward(self, target: Tensor, reference: Tensor, sheet_udp: Tensor, coords: Tensor, distance: Tensor,
@@ -233,12 +239,20 @@ class LookupShader(nn.Module):
         matched = torch.isfinite(distance).float()
         near = torch.where(matched > 0, distance, 0.0)
 
-        # The initial guess: each view's pixels and UDP brought to the target.
-        warped = sample(torch.cat([ref, udp], 1), coords)  # (B*V, 8, H, W)
+        # The initial guess: each view's pixels and UDP (and tilt) brought to the target.
+        sources = [ref, udp]
+        if cfg.tilt:  # read once per sheet view, not per frame and view
+            sources.append(per_view(tilt(sheet_udp.flatten(0, 1)).view(*sheet_udp.shape[:2], TILT_FEATURES,
+                                                                        *sheet_udp.shape[-2:])))
+        warped = sample(torch.cat(sources, 1), coords)  # (B*V, 8 [+ 3], H, W)
         tgt = target.repeat_interleave(v, 0)  # (B*V, 4, H, W)
         mismatch = (warped[:, 4:7] - tgt[:, 0:3]) * tgt[:, 3:4] * matched
-        x = torch.cat([warped[:, 0:4], mismatch, (near / cfg.max_distance).clamp(max=4.0) * matched, matched,
-                       warped[:, 7:8], tgt], 1)
+        x = [warped[:, 0:4], mismatch, (near / cfg.max_distance).clamp(max=4.0) * matched, matched,
+             warped[:, 7:8], tgt]
+        if cfg.tilt:
+            target_tilt = tilt(target)
+            x += [target_tilt.repeat_interleave(v, 0), warped[:, 8:] * matched]
+        x = torch.cat(x, 1)
         x = _resize(x, (cfg.work_size, cfg.work_size))
 
         skips = []
@@ -268,6 +282,8 @@ class LookupShader(nn.Module):
             ink = (sheet_ink(reference, bands) if ink is None else ink)
             ink = ink.expand(b, ink.shape[1])  # (B, 6 [+ 4 LINE_BANDS])
             head_in.append(ink[:, :INK_INPUTS, None, None].expand(b, INK_INPUTS, h, w))
+        if cfg.tilt:  # the target's tilt beside that of the pixels the blend copies
+            head_in += [target_tilt, (weight * (warped[:, 8:] * matched).view(b, v, -1, h, w)).sum(1)]
         head = self.head(torch.cat(head_in, 1))
         residual = torch.sigmoid(head[:, 0:3])
         gate = torch.maximum(torch.sigmoid(head[:, 3:4]), 1 - any_match)
