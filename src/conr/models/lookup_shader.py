@@ -196,7 +196,8 @@ class LookupShader(nn.Module):
         self.feature_head = nn.Conv2d(w[0], cfg.head_width, 1)
         hw = cfg.head_width
         extra = INK_INPUTS if cfg.ink else 0
-        self.head = nn.Sequential(nn.Conv2d(hw + 3 + 1 + 4 + extra + tilts, hw, 3, 1, 1), nn.PReLU(hw),
+        plain = hw + 3 + 1 + 4  # the head's own inputs: features, straight colour, any match, target
+        self.head = nn.Sequential(nn.Conv2d(plain + extra + tilts, hw, 3, 1, 1), nn.PReLU(hw),
                                   nn.Conv2d(hw, hw, 3, 1, 1), nn.PReLU(hw),
                                   nn.Conv2d(hw, HEAD_OUTPUTS + int(cfg.ink), 3, 1, 1))
         # Untrained, the shader is the plain lookup: no correction, the nearest match's view, no
@@ -207,7 +208,7 @@ class LookupShader(nn.Module):
             with torch.no_grad():
                 conv.bias.copy_(torch.tensor(bias))
         with torch.no_grad():  # the line colour and the tilt have no say until trained (inputs last)
-            self.head[0].weight[:, hw + 8:].zero_()
+            self.head[0].weight[:, plain:].zero_()
             self.down[0][0].weight[:, VIEW_INPUTS:].zero_()
         self.lines = LineHead() if cfg.ink and cfg.line_width else None
 
@@ -241,7 +242,7 @@ class LookupShader(nn.Module):
 
         # The initial guess: each view's pixels and UDP (and tilt) brought to the target.
         sources = [ref, udp]
-        if cfg.tilt:  # read once per sheet view, not per frame and view
+        if cfg.tilt:  # of the V sheet views, before they are repeated for each frame
             sources.append(per_view(tilt(sheet_udp.flatten(0, 1)).view(*sheet_udp.shape[:2], TILT_FEATURES,
                                                                         *sheet_udp.shape[-2:])))
         warped = sample(torch.cat(sources, 1), coords)  # (B*V, 8 [+ 3], H, W)
@@ -250,8 +251,8 @@ class LookupShader(nn.Module):
         x = [warped[:, 0:4], mismatch, (near / cfg.max_distance).clamp(max=4.0) * matched, matched,
              warped[:, 7:8], tgt]
         if cfg.tilt:
-            target_tilt = tilt(target)
-            x += [target_tilt.repeat_interleave(v, 0), warped[:, 8:] * matched]
+            target_tilt, view_tilt = tilt(target), warped[:, 8:] * matched
+            x += [target_tilt.repeat_interleave(v, 0), view_tilt]
         x = torch.cat(x, 1)
         x = _resize(x, (cfg.work_size, cfg.work_size))
 
@@ -283,7 +284,7 @@ class LookupShader(nn.Module):
             ink = ink.expand(b, ink.shape[1])  # (B, 6 [+ 4 LINE_BANDS])
             head_in.append(ink[:, :INK_INPUTS, None, None].expand(b, INK_INPUTS, h, w))
         if cfg.tilt:  # the target's tilt beside that of the pixels the blend copies
-            head_in += [target_tilt, (weight * (warped[:, 8:] * matched).view(b, v, -1, h, w)).sum(1)]
+            head_in += [target_tilt, (weight * view_tilt.view(b, v, -1, h, w)).sum(1)]
         head = self.head(torch.cat(head_in, 1))
         residual = torch.sigmoid(head[:, 0:3])
         gate = torch.maximum(torch.sigmoid(head[:, 3:4]), 1 - any_match)

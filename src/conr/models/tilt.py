@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from conr.models.matching import VISIBLE
+
 TILT_FEATURES = 3  # cos tilt, sin^2 tilt * cos 2phi, sin^2 tilt * sin 2phi
-_VISIBLE = 0.5
 
 
 def _step(x: Tensor, ok: Tensor, dim: int) -> tuple[Tensor, Tensor]:
@@ -48,11 +49,11 @@ def tilt(udp: Tensor, smooth: int = 2) -> Tensor:
     tilt features (TILT_FEATURES), zero where the surface is not visible. The Gram matrix is averaged
     over a (2 smooth + 1)-px square first: a parser's UDP is noisy pixel to pixel."""
     a = udp[:, 3:4]
-    ok = a > _VISIBLE
+    ok = a > VISIBLE
     x = torch.where(ok, udp[:, :3] / a.clamp_min(1e-6), 0.0)
     ju, ok_u = _step(x, ok, -1)
     jv, ok_v = _step(x, ok, -2)
-    valid = (ok & ok_u & ok_v).to(x.dtype)
+    valid = (ok_u & ok_v).to(x.dtype)  # each already within the surface
     gram = torch.cat([(ju * ju).sum(1, keepdim=True), (ju * jv).sum(1, keepdim=True),
                       (jv * jv).sum(1, keepdim=True)], 1) * valid
     if smooth > 0:
