@@ -13,7 +13,7 @@ import torch
 
 from conr.errors import ConrError
 from conr.models import CharacterSheet, CoNR, CoNRConfig, preset
-from conr.models.matching import SurfaceIndex, inner_surface
+from conr.models.matching import SurfaceIndex, depth_axis, inner_surface
 from conr.models.tilt import tilt
 from conr.models.warp import pixel_grid, sample
 from conr.render.pipeline import Renderer
@@ -105,6 +105,20 @@ def test_untrained_lookup_shader_copies_the_sheets_own_pixels():
     assert out[3][~near].max() < 1e-4
     # Every pixel's colour is the sheet pixel it shows (up to the untrained heads' small residual).
     assert torch.allclose(out[:3, 12:60, 13:61], rgb[0, :, 8:56, 8:56], atol=0.01)
+
+
+def test_a_sheet_encoded_with_its_true_udp_matches_through_it():
+    """encode_sheet(udp=...) (what benchmarks/bench_errors.py measures the parser against) keeps the
+    given UDP where the view is opaque, instead of the untrained parser's reading."""
+    model, udp, vis = _square_view()
+    rgb = torch.rand(1, 3, 64, 64)
+    mask = vis.float()[None, None]
+    with torch.no_grad():
+        sheet = model.encode_sheet(rgb * mask, mask, udp=udp)
+        parsed = model.encode_sheet(rgb * mask, mask)
+    assert sheet.udp is not None and parsed.udp is not None
+    assert torch.equal(sheet.udp[0, :3][:, vis], udp[0, :3][:, vis]) and bool((sheet.udp[0, 3][vis] == 1).all())
+    assert not torch.allclose(parsed.udp[0, :3][:, vis], udp[0, :3][:, vis], atol=0.05)
 
 
 def test_the_lookup_preset_moves_no_match_whatever_its_view_head_says():
@@ -218,6 +232,40 @@ def test_init_widens_a_shader_saved_without_ink(data, tmp_path):
     w_old, w_new = old.shader.head[0].weight, new.shader.head[0].weight
     assert torch.allclose(w_new[:, :w_old.shape[1]], w_old, atol=1e-6)
     assert w_new[:, w_old.shape[1]:].abs().max() < 1e-9  # one step at lr 1e-12: still no say
+
+
+def _sphere_udp(n: int, rot: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """(4, n, n) UDP of a sphere seen orthographically, its rest frame rotated by `rot`, each visible
+    pixel holding its point (+ `offset` in rest space: a parser's error)."""
+    y, x = torch.meshgrid(torch.linspace(-1.2, 1.2, n), torch.linspace(-1.2, 1.2, n), indexing="ij")
+    r2 = x * x + y * y
+    vis = (r2 < 1).float()
+    z = (1 - r2).clamp_min(0).sqrt()
+    rest = (rot @ torch.stack([x, y, z]).reshape(3, -1)).reshape(3, n, n) * 0.3 + 0.5
+    if offset is not None:
+        rest = rest + offset[:, None, None]
+    return torch.cat([rest * vis, vis[None]])
+
+
+def test_matching_counts_a_views_depth_less_where_asked():
+    """A sheet view whose depth is read 0.05 too far (in rest space, along the camera's axis) matches a
+    sphere's points beside the right pixels; counting depth at a third, the matches move back."""
+    rot = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(5)))[0]
+    truth = _sphere_udp(65, rot)
+    axis = depth_axis(truth)
+    assert axis is not None and abs(float(axis @ rot[:, 2])) > 0.999  # the camera's z in the rest frame
+    sheet = _sphere_udp(65, rot, offset=0.05 * rot[:, 2])
+    inside = truth[3] > 0.5
+    ys, xs = torch.nonzero(inside, as_tuple=True)
+
+    def slide(squeeze: float) -> float:
+        coords, _ = SurfaceIndex(sheet[None], depth_squeeze=squeeze).coords(truth)
+        return float(((coords[0, 0][inside] - xs) ** 2 + (coords[0, 1][inside] - ys) ** 2).sqrt().mean())
+
+    plain = slide(1.0)
+    assert plain > 1.5 and slide(1 / 3) < 0.5 * plain
+    exact = SurfaceIndex(truth[None], depth_squeeze=1 / 3).coords(truth)[0]  # exact UDP: still the same pixel
+    assert torch.equal(exact[0, 0][inside], xs.float()) and torch.equal(exact[0, 1][inside], ys.float())
 
 
 def test_tilt_is_how_far_a_spheres_surface_turns_from_the_camera():

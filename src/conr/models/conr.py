@@ -115,14 +115,18 @@ class CoNR(nn.Module):
         agrees = (offset.abs() < MIRROR_AGREEMENT).to(udp.dtype)[:, None, None, None]
         return udp + agrees * (mirrored - udp) / 2
 
-    def encode_sheet(self, images: Tensor, masks: Tensor, with_udp: bool = False) -> CharacterSheet:
-        """images (V, 3, H, W) premultiplied RGB, masks (V, 1, H, W), in [0, 1]."""
+    def encode_sheet(self, images: Tensor, masks: Tensor, with_udp: bool = False,
+                     udp: Tensor | None = None) -> CharacterSheet:
+        """images (V, 3, H, W) premultiplied RGB, masks (V, 1, H, W), in [0, 1]. In the lookup family
+        `udp` (V, 4, H, W) gives the views' UDP instead of the parser's reading: their true UDP, to
+        measure what the parser costs (benchmarks/bench_errors.py)."""
         if self.cfg.lookup is not None:
-            udp = self.parse_sheet(images)
+            udp = self.parse_sheet(images) if udp is None else udp.to(images)
             # Only what the sheet really shows can be copied: the parser's visibility within the alpha.
             vis = torch.minimum(udp[:, 3:4], masks)
             udp = torch.cat([udp[:, :3] * (vis > 0.5), vis], 1)
-            index = SurfaceIndex(inner_surface(udp, self.cfg.lookup.edge_margin))
+            index = SurfaceIndex(inner_surface(udp, self.cfg.lookup.edge_margin),
+                                 depth_squeeze=self.cfg.lookup.depth_squeeze)
             reference = torch.cat([images, masks], 1).unsqueeze(0)
             cfg = self.cfg.lookup  # the lines are read once per sheet, not per frame
             ink = sheet_ink(reference, LINE_BANDS if cfg.line_width else 0) if cfg.ink else None

@@ -62,6 +62,10 @@ class LookupShaderConfig:
     # refinement network and the head: where a copied pixel's shading cannot be the target's. Off in
     # files saved before it existed.
     tilt: bool = False
+    # Matching counts distances along each sheet view's depth axis this much (SurfaceIndex): the parser
+    # reads depth worst. 1 (plain distances) in every preset and in files saved before it existed: the
+    # bundled weights with 0.6 gained on validation characters and not on held-out ones (docs/training.md).
+    depth_squeeze: float = 1.0
 
 
 def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
