@@ -30,13 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from conr.files.io import read_rgba
-from conr.files.udp import read_udp
 from conr.render.pipeline import PoseSource, Renderer
-from conr.render.preprocess import prepare_image, prepare_udp
 from conr.render.weights import load_model
 from conr.training.data import Character, read_data
-from conr.training.evaluate import _frame_sample, _frame_sheet
+from conr.training.evaluate import _frame_sample, _frame_sheet, true_sheet_views
 from conr.training.metrics import RIGHT_TOLERANCE, SILHOUETTE, over_white
 
 REGIONS = ("outline", "edge", "overlap", "interior")
@@ -61,12 +58,7 @@ def regions(udp: Tensor, jump: float) -> dict[str, Tensor]:
 
 def true_sheet(renderer: Renderer, char: Character):
     """The character's sheet encoded as rendering encodes it, with the views' true UDP."""
-    images = [read_rgba(img) for img, _ in char.sheet]
-    size = renderer.sheet_size(images)
-    prepared = [prepare_image(img, size) for img in images]
-    udp = torch.stack([prepare_udp(read_udp(u), size, p.crop).label for p, (_, u) in zip(prepared, char.sheet)])
-    rgb = torch.stack([p.rgb for p in prepared]).to(renderer.device)
-    alpha = torch.stack([p.alpha for p in prepared]).to(renderer.device)
+    rgb, alpha, udp = true_sheet_views(renderer, char, len(char.sheet))
     with torch.inference_mode():
         return renderer.model.encode_sheet(rgb, alpha, udp=udp.to(renderer.device))
 

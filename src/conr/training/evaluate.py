@@ -279,10 +279,10 @@ def evaluate_frames(renderer, characters: Sequence[Character], views: int | None
     }
 
 
-@torch.inference_mode()
-def _sheet_parser_metrics(renderer, char: Character, views: int) -> dict[str, list[float]]:
-    """The UDP parser on the sheet views, in the crops rendering reads them at (what the lookup family
-    matches through): XYZ L1 where visible and visibility IoU, one value per view."""
+def true_sheet_views(renderer, char: Character, views: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first `views` sheet views prepared as `renderer` prepares them (its sheet size and crops):
+    premultiplied RGB (V, 3, S, S) and alpha (V, 1, S, S) on the renderer's device, and the views'
+    true UDP in the same crops (V, 4, S, S), on the CPU."""
     from conr.files.io import read_rgba
     from conr.render.preprocess import prepare_image, prepare_udp
     from conr.files.udp import read_udp
@@ -292,6 +292,15 @@ def _sheet_parser_metrics(renderer, char: Character, views: int) -> dict[str, li
     prepared = [prepare_image(i, size) for i in imgs]
     labels = torch.stack([prepare_udp(read_udp(u), size, p.crop).label for p, (_, u) in zip(prepared, char.sheet)])
     rgb = torch.stack([p.rgb for p in prepared]).to(renderer.device)
+    alpha = torch.stack([p.alpha for p in prepared]).to(renderer.device)
+    return rgb, alpha, labels
+
+
+@torch.inference_mode()
+def _sheet_parser_metrics(renderer, char: Character, views: int) -> dict[str, list[float]]:
+    """The UDP parser on the sheet views, in the crops rendering reads them at (what the lookup family
+    matches through): XYZ L1 where visible and visibility IoU, one value per view."""
+    rgb, _, labels = true_sheet_views(renderer, char, views)
     udp = renderer.model.parse_sheet(rgb).float().cpu()
     scores = parser_metrics(udp, labels)
     return {"sheet_udp_l1": scores["udp_l1"].tolist(), "sheet_visibility_iou": scores["visibility_iou"].tolist()}
