@@ -106,6 +106,22 @@ def test_the_sheet_is_read_closer_to_its_true_udp_by_the_ensemble(heldout):
     assert bool((ensemble < single).all()), (single, ensemble)
 
 
+def test_the_sheet_is_read_closer_to_its_true_udp_with_a_margin(heldout):
+    import dataclasses
+
+    import torch
+
+    from conr.training.metrics import parser_metrics
+
+    model, rgb, truth = _front_and_back(heldout)
+    assert model.cfg.lookup is not None and model.cfg.lookup.parser_zoom < 1
+    with torch.inference_mode():
+        margin = parser_metrics(model.parse_sheet(rgb), truth)["udp_l1"]
+        model.cfg = dataclasses.replace(model.cfg, lookup=dataclasses.replace(model.cfg.lookup, parser_zoom=1.0))
+        tight = parser_metrics(model.parse_sheet(rgb), truth)["udp_l1"]
+    assert float(margin.mean()) < float(tight.mean()), (tight, margin)
+
+
 def test_a_mirrored_sheet_view_is_read_as_the_mirrored_body(heldout):
     import torch
 

@@ -94,9 +94,20 @@ class CoNR(nn.Module):
         A view whose mirrored reading disagrees on the whole (the parser tells a side view's left from
         its right less surely mirrored: X moves by 0.06-0.18 on those) keeps its plain readings.
         Measured on validation characters (seeds 710000, through `conr render`'s defaults at 256 px,
-        the bundled weights): right pixels 0.577 to 0.588; in the styles never trained on, 0.613 to 0.621."""
-        if self.cfg.lookup is None or not self.cfg.lookup.parser_ensemble:
+        the bundled weights): right pixels 0.577 to 0.588; in the styles never trained on, 0.613 to 0.621.
+        Each view is read with a transparent margin, its box filling `parser_zoom` of the frame
+        (`LookupShaderConfig.parser_zoom`), and its UDP cut back out."""
+        if self.cfg.lookup is None:
             return self.parse(images)
+        h, w = images.shape[-2:]
+        pad = max(0, round(w * (1 / self.cfg.lookup.parser_zoom - 1) / 2))
+        if pad > 0:  # premultiplied RGB is zero where transparent
+            images = F.pad(images, (pad, pad, pad, pad))
+        udp = self._read_ensemble(images) if self.cfg.lookup.parser_ensemble else self.parse(images)
+        return udp[..., pad:pad + h, pad:pad + w]
+
+    def _read_ensemble(self, images: Tensor) -> Tensor:
+        assert self.cfg.lookup is not None
         size, work = images.shape[-1], self.cfg.lookup.parser_size
         d = max(1, round(size / work / 2))
 

@@ -58,6 +58,14 @@ class LookupShaderConfig:
     # shifted by half a parser pixel and mirrored. Rendering only, so files saved before it existed
     # read their sheets and pose images so too.
     parser_ensemble: bool = True
+    # The share of the parser's frame that a sheet view's (or pose image's) box fills when read
+    # (`CoNR.parse_sheet` adds the margin): the parser stage trains on crops 0.85-1.5 times the box
+    # (`CropJitter`), while rendering crops views to their box. Rendering only, so files saved before it
+    # existed read so too. Measured with the bundled weights through `conr render`'s defaults
+    # (validation characters, seed 710000 / the same in the styles never trained on / seed 700000 with
+    # posed sheets): 1 (no margin) 0.611 / 0.664 / 0.552, 0.85 0.623 / 0.682 / 0.562; 0.9 and 0.75 on
+    # the first 0.621 and 0.619.
+    parser_zoom: float = 0.85
     # Surface tilt (conr.models.tilt) of the target and of each view's warped pixels, read by the
     # refinement network and the head: where a copied pixel's shading cannot be the target's. Off in
     # files saved before it existed.
