@@ -86,6 +86,8 @@ BAD_OPTIONS = [
     (["train", "--data", "d", "--out", "o", "--loss-flow", "-1"], "argument --loss-flow: -1 is out of range"),
     (["train", "--data", "d", "--out", "o", "--steps", "0"], "--steps 0: must be from 1 to 100,000,000"),
     (["train", "--data", "d", "--out", "o", "--lr", "nan"], "--lr nan"),
+    (["train", "--data", "d", "--out", "o", "--crop-scale", "2:1"], "--crop-scale '2:1': need 0.5 <= MIN <= MAX <= 3"),
+    (["train", "--data", "d", "--out", "o", "--crop-scale", "big"], "--crop-scale 'big' is not MIN:MAX"),
     (["ui", "--port", "70000"], "argument --port: 70000 is out of range"),
     (["ui", "--max-file-mb", "0"], "argument --max-file-mb: 0 is out of range"),
     (["ui", "--concurrency", "0"], "argument --concurrency: 0 is out of range"),

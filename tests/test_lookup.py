@@ -419,8 +419,9 @@ def test_parser_then_shader_stages_train_only_their_parts(data, tmp_path):
 
     # A parser run that started from a whole model holds that model's shader, and passes it on.
     code, err = _train(data, tmp_path / "parser2", "--stage", "parser", "--size", "64", "--steps", "2",
-                       "--init", str(tmp_path / "shader"))
+                       "--init", str(tmp_path / "shader"), "--crop-scale", "1.05:1.3")
     assert code == 0, err
+    assert json.loads((tmp_path / "parser2" / "run.json").read_text())["config"]["crop_scale"] == [1.05, 1.3]
     code, err = _train(data, tmp_path / "shader2", "--stage", "shader", "--size", "64", "--steps", "1",
                        "--lr", "1e-12", "--init", str(tmp_path / "parser2"))
     assert code == 0, err

@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--views", default=None, help="sheet views per sample, MIN:MAX drawn per step (default 2:4)")
     p.add_argument("--device", default=None, help="auto (default: CUDA if present, else the CPU), cpu or cuda")
     p.add_argument("--no-jitter", action="store_true", help="no random crops (the same crops as rendering)")
+    p.add_argument("--crop-scale", default=None, metavar="MIN:MAX",
+                   help="the parser stage's random crops, their side over the figure's box (default 0.85:1.5; "
+                        "rendering reads a view filling 0.85 of the parser's frame, so keep 1/0.85 inside)")
     p.add_argument("--stage", choices=["all", "parser", "shader", "lines"], default=None,
                    help="which parts learn: all (default), the UDP parser alone (at --size, with image "
                         "augmentation), everything but the parser, or the lookup shader's line head alone "
@@ -70,6 +73,18 @@ def _views(text: str) -> tuple[int, int]:
     return views
 
 
+def _crop_scale(text: str) -> tuple[float, float]:
+    try:
+        lo, _, hi = text.partition(":")
+        scale = (float(lo), float(hi or lo))
+    except ValueError:
+        raise ConrError(f"--crop-scale {text!r} is not MIN:MAX", hint="e.g. --crop-scale 1.05:1.3") from None
+    if not 0.5 <= scale[0] <= scale[1] <= 3:
+        raise ConrError(f"--crop-scale {text!r}: need 0.5 <= MIN <= MAX <= 3 (times the figure's box)",
+                        hint="e.g. --crop-scale 1.05:1.3")
+    return scale
+
+
 def config_from_args(args: argparse.Namespace):
     from conr.training.loop import RUN_FILE, TrainConfig
 
@@ -93,6 +108,8 @@ def config_from_args(args: argparse.Namespace):
         base["device"] = args.device
     if args.no_jitter:
         base["jitter"] = False
+    if args.crop_scale is not None:
+        base["crop_scale"] = _crop_scale(args.crop_scale)
     if args.stage is not None:
         base["stage"] = args.stage
     if args.init is not None:

@@ -63,6 +63,9 @@ class TrainConfig:
     save_every: int = 500
     device: str = "auto"
     jitter: bool = True
+    # The parser stage's random crops: their side over the figure's box. Rendering reads a view so that
+    # its box fills LookupShaderConfig.parser_zoom (0.85) of the frame, the middle of these.
+    crop_scale: tuple[float, float] = (0.85, 1.5)
     stage: str = "all"  # all, parser or shader: which parts learn (see conr.training.step)
     init: str | None = None  # weights to start from: every part of the same architecture is loaded
     photometric: bool = True  # the parser stage's image augmentation (conr.training.augment)
@@ -76,6 +79,8 @@ class TrainConfig:
         d = dict(d)
         d["losses"] = LossWeights(**d.get("losses", {}))
         d["views"] = tuple(d["views"])
+        if "crop_scale" in d:  # runs saved before it existed trained on the default
+            d["crop_scale"] = tuple(d["crop_scale"])
         return TrainConfig(**d)
 
 
@@ -373,7 +378,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     renders = cfg.stage not in ("parser", "lines")
     jitter: CropJitter | NativeWindow | None = None
     if cfg.jitter:
-        jitter = CropJitter(scale=(0.85, 1.5)) if parser_only else CropJitter()
+        jitter = CropJitter(scale=cfg.crop_scale) if parser_only else CropJitter()
         if preset(cfg.preset).family == "lookup" and not parser_only:
             # Its shader draws at the frames' own size: train it at their pixel scale, not zoomed.
             jitter = NativeWindow(cfg.size)
