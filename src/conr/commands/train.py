@@ -62,27 +62,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _views(text: str) -> tuple[int, int]:
+def _min_max(option: str, text: str, kind: type, low: float, high: float, example: str) -> tuple:
+    """An option's MIN:MAX (MIN alone for both) with low <= MIN <= MAX <= high, or a clear error."""
     try:
         lo, _, hi = text.partition(":")
-        views = (int(lo), int(hi or lo))
+        pair = (kind(lo), kind(hi or lo))
     except ValueError:
-        raise ConrError(f"--views {text!r} is not MIN:MAX", hint="e.g. --views 2:4") from None
-    if not 1 <= views[0] <= views[1]:
-        raise ConrError(f"--views {text!r}: need 1 <= MIN <= MAX")
-    return views
-
-
-def _crop_scale(text: str) -> tuple[float, float]:
-    try:
-        lo, _, hi = text.partition(":")
-        scale = (float(lo), float(hi or lo))
-    except ValueError:
-        raise ConrError(f"--crop-scale {text!r} is not MIN:MAX", hint="e.g. --crop-scale 1.05:1.3") from None
-    if not 0.5 <= scale[0] <= scale[1] <= 3:
-        raise ConrError(f"--crop-scale {text!r}: need 0.5 <= MIN <= MAX <= 3 (times the figure's box)",
-                        hint="e.g. --crop-scale 1.05:1.3")
-    return scale
+        raise ConrError(f"{option} {text!r} is not MIN:MAX", hint=f"e.g. {option} {example}") from None
+    if not low <= pair[0] <= pair[1] <= high:
+        bound = "" if high == float("inf") else f" <= {high:g}"
+        raise ConrError(f"{option} {text!r}: need {low:g} <= MIN <= MAX{bound}", hint=f"e.g. {option} {example}")
+    return pair
 
 
 def config_from_args(args: argparse.Namespace):
@@ -103,13 +93,13 @@ def config_from_args(args: argparse.Namespace):
         if getattr(args, name) is not None:
             base[name] = getattr(args, name)
     if args.views is not None:
-        base["views"] = _views(args.views)
+        base["views"] = _min_max("--views", args.views, int, 1, float("inf"), "2:4")
     if args.device is not None:
         base["device"] = args.device
     if args.no_jitter:
         base["jitter"] = False
     if args.crop_scale is not None:
-        base["crop_scale"] = _crop_scale(args.crop_scale)
+        base["crop_scale"] = _min_max("--crop-scale", args.crop_scale, float, 0.5, 3, "1.05:1.3")
     if args.stage is not None:
         base["stage"] = args.stage
     if args.init is not None:
