@@ -59,8 +59,9 @@ class LookupShaderConfig:
     # read their sheets and pose images so too.
     parser_ensemble: bool = True
     # The share of the parser's frame that a sheet view's (or pose image's) box fills when read
-    # (`CoNR.parse_sheet` adds the margin): the parser stage trains on crops 0.85-1.5 times the box
-    # (`CropJitter`), while rendering crops views to their box. Rendering only, so files saved before it
+    # (`CoNR.parse_sheet` adds the margin): the parser stage trains on crops 0.85-1.5 times the box by
+    # default (`conr train --crop-scale`; v10's last steps 1.05-1.3), while rendering crops views to their
+    # box. Rendering only, so files saved before it
     # existed read so too. Measured with the bundled weights through `conr render`'s defaults
     # (validation characters, seed 710000 / the same in the styles never trained on / seed 700000 with
     # posed sheets): 1 (no margin) 0.611 / 0.664 / 0.552, 0.85 0.623 / 0.682 / 0.562; 0.9 and 0.75 on
